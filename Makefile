@@ -1,0 +1,47 @@
+# Set-up is two commands: `make run` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch is pinned here (the CPU wheel), never in pyproject.toml.
+CONSTRAINTS := -c constraints.txt
+OUT ?= runs/sinusoid
+
+.PHONY: run test test-slow lint format bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml constraints.txt
+	$(PIP) install --quiet $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install --quiet $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet $(CONSTRAINTS) -e ".[test,rl]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) experiments/sinusoid.py --profile quick --out $(OUT)
+
+test: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m slow
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: $(VENV)/.installed-test
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

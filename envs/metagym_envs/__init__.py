@@ -1,0 +1,1 @@
+"""Parameterized Gymnasium environments for meta-learning (they do not import metagym)."""

@@ -1,0 +1,87 @@
+"""The one evaluation routine: adapt a learner to each task of a split and score its queries.
+
+For learners that take gradient steps, every requested step count is scored from one adaptation
+run. A task whose score is not finite (or beyond the distribution's divergence bound) counts as
+diverged: its row reports ``diverged`` with the first evaluated step at which it happened, never a
+NaN, a crash or a dropped row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from metagym.learners.base import Learner
+from metagym.tasks.base import TaskDistribution
+
+
+def confidence_interval(values: Sequence[float]) -> float:
+    """Half-width of the 95% interval of the mean: 1.96 * std / sqrt(n) (0 for n < 2)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    return 1.96 * float(torch.tensor(values, dtype=torch.float64).std()) / math.sqrt(n)
+
+
+def evaluate(
+    learner: Learner,
+    distribution: TaskDistribution,
+    split: str,
+    tasks: Sequence[Any],
+    steps: Sequence[int] = (0, 1, 2, 5, 10),
+    *,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Score ``learner`` on ``tasks`` (all drawn from ``split``) after each number of ``steps``.
+
+    Returns one row per step count (one row with ``steps: None`` for learners without gradient
+    steps) in the results schema: ``domain, learner, split, steps, metric, mean, ci95, n_tasks``
+    plus the distribution's own fields (e.g. ``shots``) and ``diverged`` / ``n_diverged`` /
+    ``diverged_at_step``.
+    """
+    distribution.check_split(split)
+    if not tasks:
+        raise ValueError("evaluate() needs at least one task")
+    if any(not isinstance(s, int) or s < 0 for s in steps):
+        raise ValueError(f"adaptation steps must be ints >= 0, got {list(steps)}")
+    step_list: list[int | None] = sorted(set(steps)) if learner.uses_steps else [None]
+    scores: dict[int | None, list[float]] = {s: [] for s in step_list}
+    learner.eval()
+    for task in tqdm(tasks, desc=f"eval {learner.name} {split}", disable=not progress, leave=False):
+        task = task.to(learner.device)
+        if learner.uses_steps:
+            predictors = learner.adapt_steps(task, step_list)
+        else:
+            predictors = {None: learner.adapt(task)}
+        for s, predictor in predictors.items():
+            scores[s].append(distribution.score(predictor, task))
+    learner.train()
+
+    rows = []
+    first_diverged = None
+    for s in step_list:
+        values = scores[s]
+        good = [v for v in values if not distribution.diverged(v)]
+        n_bad = len(values) - len(good)
+        if n_bad and first_diverged is None:
+            first_diverged = s
+        row = {
+            "domain": distribution.domain,
+            "learner": learner.name,
+            "split": split,
+            **distribution.row_fields(),
+            "steps": s,
+            "metric": distribution.metric,
+            "mean": None if n_bad else sum(values) / len(values),
+            "ci95": None if n_bad else confidence_interval(values),
+            "n_tasks": len(values),
+            "diverged": bool(n_bad),
+            "n_diverged": n_bad,
+            "diverged_at_step": first_diverged if n_bad else None,
+        }
+        rows.append(row)
+    return rows

@@ -1,0 +1,109 @@
+"""What every experiment script shares: build learners from seeds, train each with the one
+training loop, evaluate all of them on the same tasks of every split, write the results files.
+
+Scripts in ``experiments/`` stay thin: parse arguments, build the distribution and the learner
+specs, call :func:`run_experiment`, draw plots.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metagym.evaluate import evaluate
+from metagym.learners.base import Learner
+from metagym.results import read_results, write_markdown, write_results
+from metagym.tasks.base import TaskDistribution, make_generator
+from metagym.train import TrainConfig, train
+
+
+@dataclass
+class LearnerSpec:
+    """How to build and meta-train one learner of an experiment."""
+
+    name: str
+    build: Callable[[], Learner]
+    train: TrainConfig
+
+
+def build_seeded(build: Callable[[], Learner], seed: int) -> Learner:
+    """Call ``build`` with the global generator forked and seeded, so weight init is reproducible
+    and leaves the caller's random state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def split_generator(seed: int, split: str) -> torch.Generator:
+    """The generator of a split's evaluation tasks: the same for every learner of a run."""
+    return make_generator(seed * 1_000_003 + zlib.crc32(split.encode()))
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Refuse an output path that exists and is not a directory (before any training)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; give a directory (it is created)")
+    return out_dir
+
+
+def check_names(kind: str, requested: Sequence[str], accepted: Sequence[str]) -> list[str]:
+    """Raise a ValueError naming the unknown entries of ``requested`` and the accepted values."""
+    unknown = [name for name in requested if name not in accepted]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}; accepted: {', '.join(accepted)}")
+    if not requested:
+        raise ValueError(f"no {kind} given; accepted: {', '.join(accepted)}")
+    return list(dict.fromkeys(requested))
+
+
+def run_experiment(
+    distribution: TaskDistribution,
+    specs: Sequence[LearnerSpec],
+    out_dir: str | Path,
+    *,
+    seed: int,
+    splits: Sequence[str],
+    eval_tasks: int,
+    steps: Sequence[int],
+    config: dict[str, Any],
+    resume: bool = False,
+    tensorboard: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, Learner]]:
+    """Train every learner, evaluate it on ``eval_tasks`` tasks of each split, write
+    ``results.json`` and ``results.md`` into ``out_dir``; return the results and the learners."""
+    out_dir = check_out_dir(out_dir)
+    for split in splits:
+        distribution.check_split(split)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    learners: dict[str, Learner] = {}
+    rows: list[dict[str, Any]] = []
+    tasks = {s: distribution.sample(eval_tasks, s, split_generator(seed, s)) for s in splits}
+    for spec in specs:
+        learner = build_seeded(spec.build, seed).to(device)
+        run_dir = out_dir / "runs" / spec.name
+        train(
+            learner,
+            distribution,
+            spec.train,
+            run_dir,
+            resume=resume,
+            tensorboard=tensorboard,
+            progress=progress,
+        )
+        learner.after_training(distribution, make_generator(seed + 1))
+        learner.save(run_dir / "learner.pt")
+        learners[spec.name] = learner
+        for split in splits:
+            rows += evaluate(learner, distribution, split, tasks[split], steps, progress=progress)
+    write_results(out_dir / "results.json", rows, config=config, seed=seed)
+    results = read_results(out_dir / "results.json")
+    write_markdown(out_dir / "results.md", results, title=f"{distribution.domain} results")
+    return results, learners

@@ -1,0 +1,95 @@
+"""The learner interface: meta-train on batches of tasks, adapt to one task, save and load.
+
+Every learner is an ``nn.Module`` that owns its networks and its meta-optimizer, so one training
+loop (:mod:`metagym.train`) and one evaluation routine (:mod:`metagym.evaluate`) serve them all.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+#: An adapted model: inputs ``(n, *input_shape)`` -> predictions ``(n, *output_shape)``.
+Predictor = Callable[[Tensor], Tensor]
+
+
+class Learner(nn.Module, ABC):
+    """Base class of all learners.
+
+    Subclasses set ``name`` and ``uses_steps`` (True when :meth:`adapt` takes gradient steps, so
+    the number of adaptation steps applies), create ``self.optimizer`` and implement
+    :meth:`meta_train_step` and :meth:`adapt`.
+    """
+
+    name: str = ""
+    uses_steps: bool = False
+    optimizer: torch.optim.Optimizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @abstractmethod
+    def meta_train_step(self, tasks: Sequence[Any]) -> dict[str, float]:
+        """One meta-update on a batch of tasks; returns metrics named ``group/name``."""
+
+    @abstractmethod
+    def adapt(self, task: Any, steps: int | None = None) -> Predictor:
+        """Adapt to ``task`` (its support set only) and return a predictor for its queries.
+
+        ``steps`` is the number of gradient steps for learners with ``uses_steps``; None means
+        the learner's default for evaluation. Learners without gradient steps ignore it.
+        """
+
+    def adapt_steps(self, task: Any, steps: Iterable[int]) -> dict[int, Predictor]:
+        """Predictors after each number of ``steps``; gradient learners override this to share work."""
+        return {s: self.adapt(task, s) for s in steps}
+
+    def after_training(self, distribution: Any, generator: torch.Generator) -> dict[str, float]:
+        """Hook run once after meta-training (e.g. to tune a step size on ``val``)."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serializable hyperparameters, written into results and checkpoints."""
+        return {"name": self.name}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to resume meta-training: weights and meta-optimizer state."""
+        return {"model": self.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def save(self, path: str | Path) -> None:
+        """Write weights, optimizer state and config atomically to ``path``."""
+        from metagym.checkpoint import save_atomic
+
+        save_atomic({**self.checkpoint_state(), "config": json.dumps(self.config())}, path)
+
+    def load(self, path: str | Path) -> None:
+        """Load what :meth:`save` wrote; the learner must have been built with the same config."""
+        from metagym.checkpoint import load_checkpoint
+
+        state = load_checkpoint(path)
+        saved = json.loads(state["config"])
+        if saved.get("name") != self.name:
+            raise ValueError(f"{path} holds a {saved.get('name')!r} learner, not {self.name!r}")
+        self.load_checkpoint_state(state)
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a positive (or zero) number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")

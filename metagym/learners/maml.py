@@ -1,0 +1,272 @@
+"""MAML (Finn et al. 2017), first-order MAML and Meta-SGD (Li et al. 2017), through ``higher``.
+
+This is the only module that imports ``higher``. :func:`adapted_model` is the one adaptation
+routine of the library: supervised MAML, the fine-tuning baseline and MAML-RL all call it and
+differ only in the support loss they pass.
+
+Notes measured with torch 2.13 + higher 0.2.1 (see DESIGN.md):
+- BatchNorm running statistics never reach the original model, so nets must use BatchNorm with
+  ``track_running_stats=False`` (batch statistics in training and evaluation, as in the paper).
+- ``track_higher_grads=False`` leaves no gradient on the initial weights, so first-order MAML
+  is wired explicitly: the query-loss gradient at the adapted weights is applied to the initial ones.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import higher
+import torch
+from torch import Tensor, nn
+
+from metagym.learners.base import Learner, Predictor, check_positive
+from metagym.tasks.base import SupervisedTask
+
+LossOfModel = Callable[[nn.Module], Tensor]
+
+
+@dataclass
+class Adaptation:
+    """What :func:`adapted_model` yields.
+
+    Attributes:
+        model: the functional (fast-weight) model after the inner steps; call it as a module.
+        support_losses: the support loss before each inner step (float), ``steps`` values.
+        snapshots: detached fast weights after ``s`` steps, for each requested ``s``.
+    """
+
+    model: nn.Module
+    support_losses: list[float] = field(default_factory=list)
+    snapshots: dict[int, list[Tensor]] = field(default_factory=dict)
+
+
+def refuse_running_stats(model: nn.Module) -> None:
+    """Raise if ``model`` has normalization layers that track running statistics (see module doc)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+            raise ValueError(
+                f"layer {name!r} ({type(module).__name__}) tracks running statistics, which higher "
+                "never writes back to the model; build it with track_running_stats=False"
+            )
+
+
+def sgd_per_parameter(model: nn.Module, lr: float) -> torch.optim.SGD:
+    """Plain SGD with one parameter group per parameter (needed for Meta-SGD's per-tensor lrs)."""
+    return torch.optim.SGD([{"params": [p]} for p in model.parameters()], lr=lr)
+
+
+@contextmanager
+def adapted_model(
+    model: nn.Module,
+    inner_optimizer: torch.optim.Optimizer,
+    support_loss: LossOfModel,
+    *,
+    steps: int,
+    learning_rates: Sequence[Tensor] | None = None,
+    meta_grad: bool = True,
+    first_order: bool = False,
+    snapshots: Collection[int] = (),
+) -> Iterator[Adaptation]:
+    """Take ``steps`` differentiable SGD steps on ``support_loss`` from ``model``'s weights.
+
+    Args:
+        model: the initial network; its parameters receive meta-gradients.
+        inner_optimizer: SGD over ``model``'s parameters (see :func:`sgd_per_parameter`).
+        support_loss: maps a (functional) model to a scalar loss on the task's support data.
+        steps: number of inner gradient steps (>= 0).
+        learning_rates: Meta-SGD's learned rates, one tensor per parameter (shape of the parameter);
+            None uses the optimizer's fixed learning rate.
+        meta_grad: keep the graph needed for meta-gradients (False for evaluation).
+        first_order: drop second-order terms (then call :func:`first_order_backward`).
+        snapshots: step counts after which to keep a detached copy of the fast weights.
+
+    Yields:
+        an :class:`Adaptation` whose ``model`` holds the adapted fast weights.
+    """
+    override = {"lr": list(learning_rates)} if learning_rates is not None else None
+    track = meta_grad and not first_order
+    # Equivalent to higher.innerloop_ctx(model, opt, copy_initial_weights=False, ...), but the
+    # functional copy of the module is built once per model: building it costs more than a
+    # sinusoid MAML step.
+    fmodel = _functional_model(model)
+    higher.patch.buffer_sync(model, fmodel)
+    # Reset the fast-weight history (with track_higher_grads, higher appends to it), so the
+    # cached copy holds no graph from an earlier task.
+    fmodel._fast_params = []
+    fmodel.track_higher_grads = True
+    fmodel.update_params([p.clone() for p in model.parameters()])
+    fmodel.track_higher_grads = track
+    diffopt = higher.optim.get_diff_optim(
+        inner_optimizer,
+        model.parameters(),
+        fmodel=fmodel,
+        override=override,
+        track_higher_grads=track,
+    )
+    result = Adaptation(fmodel)
+    if 0 in snapshots:
+        result.snapshots[0] = [p.detach() for p in fmodel.parameters()]
+    for step in range(1, steps + 1):
+        loss = support_loss(fmodel)
+        result.support_losses.append(float(loss.detach()))
+        diffopt.step(loss)
+        if step in snapshots:
+            result.snapshots[step] = [p.detach() for p in fmodel.parameters()]
+    yield result
+
+
+_FUNCTIONAL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _functional_model(model: nn.Module) -> nn.Module:
+    """higher's stateless copy of ``model``, cached (its fast weights are reset on every use)."""
+    fmodel = _FUNCTIONAL_MODELS.get(model)
+    if fmodel is None:
+        fmodel = higher.patch.make_functional(model)
+        _FUNCTIONAL_MODELS[model] = fmodel
+    return fmodel
+
+
+def first_order_backward(model: nn.Module, adapted: nn.Module, query_loss: Tensor) -> None:
+    """First-order MAML: add d(query_loss)/d(adapted weights) to the initial weights' ``.grad``."""
+    params = list(model.parameters())
+    fast = list(adapted.parameters())
+    grads = torch.autograd.grad(query_loss, fast, allow_unused=True)
+    for p, g in zip(params, grads, strict=True):
+        if g is None:
+            continue
+        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+
+
+def functional_predictor(fmodel: nn.Module, weights: list[Tensor]) -> Predictor:
+    """A predictor that runs ``fmodel`` with fixed fast ``weights``, without gradients."""
+
+    def predict(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return fmodel(x, params=weights)
+
+    return predict
+
+
+class MAML(Learner):
+    """MAML for supervised tasks: meta-learn an initialization adapted by SGD on the support set.
+
+    Args:
+        model: the network; inputs ``(n, *input_shape)`` -> outputs ``(n, *output_shape)``.
+        loss_fn: ``loss_fn(prediction, target) -> scalar`` (MSE for regression, cross-entropy).
+        inner_lr: inner-loop SGD step size (initial value for Meta-SGD).
+        train_steps: inner steps during meta-training.
+        eval_steps: default inner steps when adapting at test time.
+        first_order: first-order MAML (no second derivatives).
+        meta_sgd: learn one step size per weight (Meta-SGD).
+        meta_lr: Adam step size of the meta-optimizer.
+    """
+
+    uses_steps = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = nn.functional.mse_loss,
+        *,
+        inner_lr: float = 0.01,
+        train_steps: int = 1,
+        eval_steps: int = 10,
+        first_order: bool = False,
+        meta_sgd: bool = False,
+        meta_lr: float = 1e-3,
+    ):
+        super().__init__()
+        check_positive("inner_lr", inner_lr)
+        check_positive("meta_lr", meta_lr)
+        for label, value in (("train_steps", train_steps), ("eval_steps", eval_steps)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{label} must be an int >= 0, got {value!r}")
+        refuse_running_stats(model)
+        self.model = model
+        self.loss_fn = loss_fn
+        self.inner_lr = inner_lr
+        self.train_steps = train_steps
+        self.eval_steps = eval_steps
+        self.first_order = first_order
+        self.meta_sgd = meta_sgd
+        self.name = ("meta-sgd" if meta_sgd else "maml") + ("-fo" if first_order else "")
+        self.learning_rates = (
+            nn.ParameterList(nn.Parameter(torch.full_like(p, inner_lr)) for p in model.parameters())
+            if meta_sgd
+            else None
+        )
+        self.inner_optimizer = (
+            sgd_per_parameter(model, inner_lr)
+            if meta_sgd
+            else torch.optim.SGD(model.parameters(), inner_lr)
+        )
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=meta_lr)
+
+    def config(self) -> dict:
+        return {
+            "name": self.name,
+            "inner_lr": self.inner_lr,
+            "train_steps": self.train_steps,
+            "eval_steps": self.eval_steps,
+            "first_order": self.first_order,
+            "meta_sgd": self.meta_sgd,
+            "meta_lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    # -- losses (MAML-RL overrides these two) ----------------------------------------------------
+    def support_loss(self, model: nn.Module, task: SupervisedTask) -> Tensor:
+        return self.loss_fn(model(task.support.x), task.support.y)
+
+    def query_loss(self, model: nn.Module, task: SupervisedTask) -> Tensor:
+        return self.loss_fn(model(task.query.x), task.query.y)
+
+    # -- adaptation ------------------------------------------------------------------------------
+    def _adapted(self, task, *, steps: int, meta_grad: bool, snapshots: Collection[int] = ()):
+        return adapted_model(
+            self.model,
+            self.inner_optimizer,
+            lambda m: self.support_loss(m, task),
+            steps=steps,
+            learning_rates=self.learning_rates,
+            meta_grad=meta_grad,
+            first_order=self.first_order,
+            snapshots=snapshots,
+        )
+
+    def meta_train_step(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
+        self.optimizer.zero_grad()
+        query_total, support_total = 0.0, 0.0
+        for task in tasks:
+            with self._adapted(task, steps=self.train_steps, meta_grad=True) as adaptation:
+                query_loss = self.query_loss(adaptation.model, task) / len(tasks)
+                if self.first_order:
+                    first_order_backward(self.model, adaptation.model, query_loss)
+                else:
+                    query_loss.backward()
+            query_total += float(query_loss.detach())
+            if adaptation.support_losses:
+                support_total += adaptation.support_losses[0] / len(tasks)
+        self.optimizer.step()
+        metrics = {"losses/query_after_adaptation": query_total}
+        if self.train_steps > 0:
+            metrics["losses/support_before_adaptation"] = support_total
+        return metrics
+
+    def adapt_steps(self, task, steps) -> dict[int, Predictor]:
+        steps = sorted(set(steps))
+        if any(s < 0 for s in steps):
+            raise ValueError(f"adaptation steps must be >= 0, got {steps}")
+        with (
+            torch.enable_grad(),
+            self._adapted(task, steps=max(steps), meta_grad=False, snapshots=steps) as adaptation,
+        ):
+            fmodel = adaptation.model
+        return {s: functional_predictor(fmodel, adaptation.snapshots[s]) for s in steps}
+
+    def adapt(self, task, steps: int | None = None) -> Predictor:
+        steps = self.eval_steps if steps is None else steps
+        return self.adapt_steps(task, [steps])[steps]

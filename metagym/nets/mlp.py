@@ -1,0 +1,18 @@
+"""Multi-layer perceptron (MAML's sinusoid net: 1 -> 40 -> 40 -> 1, ReLU)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
+    """Linear layers with ReLU between them; input ``(..., in_features)``, output ``(..., out)``."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)

@@ -1,0 +1,130 @@
+"""Results files: ``results.json`` (rows in one schema for every domain) and ``results.md``.
+
+A row is ``{"domain", "learner", "split", "steps", "metric", "mean", "ci95", "n_tasks"}`` plus
+the domain's own fields (``shots``, ``ways``) and the divergence fields written by
+:func:`metagym.evaluate.evaluate`. ``steps`` is None for learners that adapt without gradient
+steps; ``mean`` and ``ci95`` are None (JSON null) for diverged rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+REQUIRED_ROW_KEYS = ("domain", "learner", "split", "steps", "metric", "mean", "ci95", "n_tasks")
+
+
+def write_json_atomic(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as JSON (NaN and infinity refused) through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_rows(rows: Sequence[dict[str, Any]]) -> None:
+    """Raise ValueError if a row misses a schema key or holds a non-finite number."""
+    for row in rows:
+        missing = [k for k in REQUIRED_ROW_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"results row {row} misses {missing}")
+        for key in ("mean", "ci95"):
+            value = row[key]
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"results row has non-finite {key}: {row}")
+
+
+def write_results(
+    path: str | Path, rows: Sequence[dict[str, Any]], *, config: dict[str, Any], seed: int
+) -> Path:
+    """Write ``results.json`` with the rows, the run's config and its seed."""
+    check_rows(rows)
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "config": config,
+        "rows": list(rows),
+    }
+    return write_json_atomic(data, path)
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Read and check a ``results.json``."""
+    data = json.loads(Path(path).read_text())
+    if "rows" not in data:
+        raise ValueError(f"{path} is not a metagym results file (no 'rows')")
+    check_rows(data["rows"])
+    return data
+
+
+def format_cell(row: dict[str, Any] | None) -> str:
+    """``mean ± ci95``, or ``diverged at step s (k/n tasks)``, or an em dash for no row."""
+    if row is None:
+        return "—"
+    if row.get("diverged"):
+        return f"diverged at step {row['diverged_at_step']} ({row['n_diverged']}/{row['n_tasks']} tasks)"
+    return f"{row['mean']:.3f} ± {row['ci95']:.3f}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """One table per split: a line per learner, a column per number of adaptation steps.
+
+    Learners that adapt without gradient steps (``steps`` None) fill the "no steps" column and
+    show "n/a" under the step counts, which do not apply to them.
+    """
+    lines: list[str] = []
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    step_counts = sorted({r["steps"] for r in rows if r["steps"] is not None})
+    has_stepless = any(r["steps"] is None for r in rows)
+    for split in splits:
+        split_rows = [r for r in rows if r["split"] == split]
+        metric = split_rows[0]["metric"]
+        n_tasks = max(r["n_tasks"] for r in split_rows)
+        lines.append(f"### {split} ({metric}, mean ± 95% interval over {n_tasks} tasks)")
+        lines.append("")
+        header = ["learner"] + (["no steps"] if has_stepless else [])
+        header += [f"{s} step{'s' if s != 1 else ''}" for s in step_counts]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for learner in dict.fromkeys(r["learner"] for r in split_rows):
+            mine = {r["steps"]: r for r in split_rows if r["learner"] == learner}
+            if None in mine:
+                cells = [format_cell(mine[None])] + ["n/a"] * len(step_counts)
+            else:
+                cells = (["—"] if has_stepless else []) + [
+                    format_cell(mine.get(s)) for s in step_counts
+                ]
+            lines.append("| " + " | ".join([learner, *cells]) + " |")
+        lines.append("")
+    if has_stepless:
+        lines.append(
+            '"no steps": the learner adapts without gradient steps (a forward pass over the '
+            "support set, or no adaptation at all), so the step counts do not apply to it."
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(path: str | Path, results: dict[str, Any], title: str = "Results") -> Path:
+    """Write ``results.md`` from a results dict (as read by :func:`read_results`)."""
+    text = f"# {title}\n\nseed {results['seed']}, written {results['created']}\n\n"
+    text += markdown_table(results["rows"])
+    path = Path(path)
+    path.write_text(text)
+    return path

@@ -1,0 +1,21 @@
+"""Task distributions: a common interface (``base``) and one module per domain."""
+
+from metagym.tasks.base import (
+    Examples,
+    SupervisedTask,
+    TaskDistribution,
+    UnknownSplitError,
+    make_generator,
+    stack_tasks,
+)
+from metagym.tasks.sinusoid import SinusoidTasks
+
+__all__ = [
+    "Examples",
+    "SinusoidTasks",
+    "SupervisedTask",
+    "TaskDistribution",
+    "UnknownSplitError",
+    "make_generator",
+    "stack_tasks",
+]

@@ -1,0 +1,146 @@
+"""The one meta-training loop, for every learner and domain.
+
+Each iteration draws a meta-batch of ``train`` tasks from an explicit generator and calls
+``learner.meta_train_step``. Metrics go to ``metrics.csv``; checkpoints (learner, meta-optimizer,
+generator state) are written atomically, so ``resume=True`` reaches the same final weights as an
+uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from metagym.checkpoint import load_checkpoint, save_atomic
+from metagym.learners.base import Learner
+from metagym.logging import MetricsLog
+from metagym.tasks.base import TaskDistribution, make_generator
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or weight became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one meta-training run."""
+
+    iterations: int
+    """number of meta-updates"""
+    meta_batch: int
+    """tasks per meta-update"""
+    seed: int = 0
+    """seed of the task generator"""
+    log_every: int = 100
+    """iterations between rows of metrics.csv"""
+    checkpoint_every: int = 1000
+    """iterations between checkpoints (one is always written at the end)"""
+    split: str = "train"
+    """split the meta-batches are drawn from"""
+
+    def validate(self) -> None:
+        for name in ("iterations", "meta_batch", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _all_finite(learner: Learner) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in learner.parameters())
+
+
+def train(
+    learner: Learner,
+    distribution: TaskDistribution,
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    tensorboard: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Meta-train ``learner`` on ``distribution``; return the path of the final checkpoint.
+
+    Writes ``run_dir/metrics.csv`` and ``run_dir/checkpoint.pt``. With ``resume``, continues from
+    that checkpoint (if any). Raises :class:`TrainingDiverged` on a non-finite loss or weight.
+    """
+    config.validate()
+    distribution.check_split(config.split)
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"run directory {run_dir} is a file")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+
+    generator = make_generator(config.seed)
+    start = 0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=learner.device)
+        learner.load_checkpoint_state(state["learner"])
+        generator.set_state(state["generator"])
+        start = int(state["iteration"])
+    log = MetricsLog(
+        run_dir / "metrics.csv", resume_iteration=start if resume else None, tensorboard=tensorboard
+    )
+
+    def save(iteration: int) -> None:
+        state = {
+            "learner": learner.checkpoint_state(),
+            "generator": generator.get_state(),
+            "iteration": iteration,
+            "config": asdict(config),
+        }
+        save_atomic(state, checkpoint_path)
+
+    sums: dict[str, float] = {}
+    count, tick = 0, time.perf_counter()
+    learner.train()
+    bar = tqdm(
+        range(start, config.iterations),
+        initial=start,
+        total=config.iterations,
+        desc=f"train {learner.name}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for index in bar:
+            iteration = index + 1
+            tasks = distribution.sample(config.meta_batch, config.split, generator)
+            tasks = [t.to(learner.device) for t in tasks]
+            metrics = learner.meta_train_step(tasks)
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingDiverged(
+                    f"{learner.name}: {', '.join(bad)} became non-finite at iteration {iteration}; "
+                    f"the last good checkpoint is {checkpoint_path} (lower the learning rates)"
+                )
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            last = iteration == config.iterations
+            if iteration % config.log_every == 0 or last:
+                elapsed = time.perf_counter() - tick
+                row = {k: v / count for k, v in sums.items()}
+                row["charts/iterations_per_second"] = count / max(elapsed, 1e-9)
+                log.log(iteration, row)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in row.items()})
+                sums, count, tick = {}, 0, time.perf_counter()
+            if iteration % config.checkpoint_every == 0 or last:
+                if not _all_finite(learner):
+                    raise TrainingDiverged(
+                        f"{learner.name}: weights became non-finite by iteration {iteration}; "
+                        f"the last good checkpoint is {checkpoint_path}"
+                    )
+                save(iteration)
+    finally:
+        bar.close()
+        log.close()
+    if start >= config.iterations and not checkpoint_path.exists():
+        save(start)
+    return checkpoint_path
