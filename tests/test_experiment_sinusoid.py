@@ -1,0 +1,58 @@
+"""The sinusoid experiment script, end to end at a tiny size, in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from metagym.results import REQUIRED_ROW_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "experiments/sinusoid.py", "--no-progress", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_script_writes_results_in_the_schema(tmp_path):
+    out = tmp_path / "out"
+    result = _run(
+        "--profile", "tiny", "--learners", "maml,blackbox", "--out", str(out), "--seed", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert data["seed"] == 3 and data["config"]["args"]["learners"] == "maml,blackbox"
+    rows = data["rows"]
+    splits = {"train", "val", "test", "ood-amplitude", "ood-phase", "ood-extrapolate"}
+    assert {r["split"] for r in rows} == splits
+    for row in rows:
+        assert set(REQUIRED_ROW_KEYS) <= set(row)
+        assert row["domain"] == "sinusoid" and row["metric"] == "mse" and row["shots"] == 5
+        assert row["n_tasks"] == 8
+    maml_steps = sorted(r["steps"] for r in rows if r["learner"] == "maml" and r["split"] == "test")
+    assert maml_steps == [0, 1, 2, 5, 10]
+    assert [r["steps"] for r in rows if r["learner"] == "blackbox" and r["split"] == "test"] == [
+        None
+    ]
+    for name in ("results.md", "metric_vs_steps.png", "examples.png", "training_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "| maml |" in (out / "results.md").read_text()
+    assert (out / "runs" / "maml" / "metrics.csv").exists()
+    assert str(out / "results.md") in result.stdout
+
+
+def test_bad_arguments_fail_before_training(tmp_path):
+    result = _run("--learners", "maml,reptile", "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "reptile" in result.stderr and "accepted" in result.stderr
+    assert not (tmp_path / "o").exists()
+    result = _run("--shots", "0", "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "shots" in result.stderr
+    (tmp_path / "file").write_text("")
+    result = _run("--out", str(tmp_path / "file"))
+    assert result.returncode != 0 and "is a file" in result.stderr

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from experiments.sinusoid import PROFILES, build_learner
+from metagym.experiment import build_seeded
+from metagym.learners.base import Learner
+from metagym.logging import read_metrics
+from metagym.tasks import SinusoidTasks
+from metagym.train import TrainConfig, TrainingDiverged, train
+
+
+def _learner(name="maml"):
+    return build_seeded(lambda: build_learner(name, PROFILES["tiny"]), seed=0)
+
+
+@pytest.mark.parametrize("name", ["maml", "meta-sgd", "blackbox"])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(name, tmp_path):
+    distribution = SinusoidTasks(5)
+    config = TrainConfig(iterations=12, meta_batch=4, seed=5, log_every=3, checkpoint_every=3)
+    whole = _learner(name)
+    train(whole, distribution, config, tmp_path / "whole", progress=False)
+
+    part = _learner(name)
+    half = TrainConfig(**{**config.__dict__, "iterations": 6})
+    train(part, distribution, half, tmp_path / "split", progress=False)
+    resumed = _learner(name)  # a fresh process would start from freshly built weights
+    train(resumed, distribution, config, tmp_path / "split", resume=True, progress=False)
+
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    rows = read_metrics(tmp_path / "split" / "metrics.csv")
+    assert [r["iteration"] for r in rows] == [3, 6, 9, 12]
+
+
+class _Exploding(Learner):
+    """A learner whose loss turns NaN at iteration 4."""
+
+    name = "exploding"
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        self.calls = 0
+
+    def meta_train_step(self, tasks):
+        self.calls += 1
+        return {"losses/x": math.nan if self.calls >= 4 else 1.0}
+
+    def adapt(self, task, steps=None):
+        return lambda x: x
+
+
+def test_nan_loss_stops_training_naming_the_iteration_and_keeps_the_checkpoint(tmp_path):
+    config = TrainConfig(iterations=10, meta_batch=2, log_every=1, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged, match="iteration 4"):
+        train(_Exploding(), SinusoidTasks(5), config, tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2
+
+
+def test_bad_training_settings_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="iterations"):
+        train(_learner(), SinusoidTasks(5), TrainConfig(iterations=0, meta_batch=2), tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        train(
+            _learner(), SinusoidTasks(5), TrainConfig(iterations=1, meta_batch=2), tmp_path / "file"
+        )
+    with pytest.raises(ValueError, match="inner_lr"):
+        build_learner(
+            "maml",
+            PROFILES["tiny"].__class__(iterations={}, meta_batch=1, eval_tasks=1, inner_lr=-1.0),
+        )
+
+
+def test_save_and_load_round_trip(tmp_path):
+    learner = _learner("pretrain")
+    learner.set_fine_tune_lr(0.03)
+    learner.save(tmp_path / "p.pt")
+    other = _learner("pretrain")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    other.load(tmp_path / "p.pt")
+    for a, b in zip(learner.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="holds a 'pretrain' learner"):
+        _learner("maml").load(tmp_path / "p.pt")
