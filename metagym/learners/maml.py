@@ -1,8 +1,12 @@
-"""MAML (Finn et al. 2017), first-order MAML and Meta-SGD (Li et al. 2017), through ``higher``.
+"""MAML (Finn et al. 2017), first-order MAML and Meta-SGD (Li et al. 2017), through ``higher``
+or, task-batched, through ``torch.func``.
 
 This is the only module that imports ``higher``. :func:`adapted_model` is the one adaptation
 routine of the library: supervised MAML, the fine-tuning baseline and MAML-RL all call it and
-differ only in the support loss they pass.
+differ only in the support loss they pass. It has two backends: ``"higher"`` (the default and
+the reference) and ``"vmap"`` (:mod:`metagym.learners.maml_batched`: the same SGD steps written
+with ``torch.func``; :class:`MAML` with ``backend="vmap"`` adapts a whole meta-batch in one
+vectorized call, about 10x faster for small nets, and refuses nets with normalization layers).
 
 Notes measured with torch 2.13 + higher 0.2.1 (see DESIGN.md):
 - BatchNorm running statistics never reach the original model, so nets must use BatchNorm with
@@ -17,15 +21,33 @@ import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import higher
 import torch
 from torch import Tensor, nn
 
 from metagym.learners.base import Learner, Predictor, check_positive
-from metagym.tasks.base import SupervisedTask
+from metagym.learners.maml_batched import (
+    FunctionalModel,
+    LearningRates,
+    adapt_batched,
+    check_batchable,
+    check_plain_sgd,
+    inner_loop,
+)
+from metagym.tasks.base import Examples, SupervisedTask, stack_tasks
 
 LossOfModel = Callable[[nn.Module], Tensor]
+
+#: Backends of :func:`adapted_model` and :class:`MAML`.
+BACKENDS = ("higher", "vmap")
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown MAML backend {backend!r}; accepted: {', '.join(BACKENDS)}")
+    return backend
 
 
 @dataclass
@@ -69,6 +91,7 @@ def adapted_model(
     meta_grad: bool = True,
     first_order: bool = False,
     snapshots: Collection[int] = (),
+    backend: str = "higher",
 ) -> Iterator[Adaptation]:
     """Take ``steps`` differentiable SGD steps on ``support_loss`` from ``model``'s weights.
 
@@ -82,10 +105,26 @@ def adapted_model(
         meta_grad: keep the graph needed for meta-gradients (False for evaluation).
         first_order: drop second-order terms (then call :func:`first_order_backward`).
         snapshots: step counts after which to keep a detached copy of the fast weights.
+        backend: ``"higher"`` (default, the reference) or ``"vmap"``: the same steps through
+            ``torch.func`` (:func:`metagym.learners.maml_batched.inner_loop`); it takes plain SGD
+            only and refuses nets with normalization layers. Its ``model`` is a
+            :class:`~metagym.learners.maml_batched.FunctionalModel`.
 
     Yields:
         an :class:`Adaptation` whose ``model`` holds the adapted fast weights.
     """
+    if check_backend(backend) == "vmap":
+        yield _adapted_model_func(
+            model,
+            inner_optimizer,
+            support_loss,
+            steps=steps,
+            learning_rates=learning_rates,
+            meta_grad=meta_grad,
+            first_order=first_order,
+            snapshots=snapshots,
+        )
+        return
     override = {"lr": list(learning_rates)} if learning_rates is not None else None
     track = meta_grad and not first_order
     # Equivalent to higher.innerloop_ctx(model, opt, copy_initial_weights=False, ...), but the
@@ -116,6 +155,58 @@ def adapted_model(
         if step in snapshots:
             result.snapshots[step] = [p.detach() for p in fmodel.parameters()]
     yield result
+
+
+def learning_rates_by_name(
+    model: nn.Module,
+    inner_optimizer: torch.optim.Optimizer,
+    learning_rates: Sequence[Tensor] | None = None,
+) -> dict[str, float | Tensor]:
+    """Each parameter's inner step size: Meta-SGD's tensor, else its optimizer group's ``lr``."""
+    named = list(model.named_parameters())
+    if learning_rates is not None:
+        rates = list(learning_rates)
+        if len(rates) != len(named):
+            raise ValueError(f"{len(rates)} learning rates for {len(named)} parameters")
+        return {n: r for (n, _), r in zip(named, rates, strict=True)}
+    group_lr = {
+        id(p): group["lr"] for group in inner_optimizer.param_groups for p in group["params"]
+    }
+    missing = [n for n, p in named if id(p) not in group_lr]
+    if missing:
+        raise ValueError(f"parameters {missing} are not in the inner optimizer")
+    return {n: group_lr[id(p)] for n, p in named}
+
+
+def _adapted_model_func(
+    model: nn.Module,
+    inner_optimizer: torch.optim.Optimizer,
+    support_loss: LossOfModel,
+    *,
+    steps: int,
+    learning_rates: Sequence[Tensor] | None,
+    meta_grad: bool,
+    first_order: bool,
+    snapshots: Collection[int],
+) -> Adaptation:
+    """:func:`adapted_model`'s ``"vmap"`` backend for one task (no task dimension to map over)."""
+    check_batchable(model)
+    check_plain_sgd(inner_optimizer)
+    buffers = dict(model.named_buffers())
+    result = inner_loop(
+        lambda weights: support_loss(FunctionalModel(model, weights, buffers)),
+        dict(model.named_parameters()),
+        steps=steps,
+        learning_rates=learning_rates_by_name(model, inner_optimizer, learning_rates),
+        meta_grad=meta_grad,
+        first_order=first_order,
+        snapshots=snapshots,
+    )
+    return Adaptation(
+        FunctionalModel(model, result.weights, buffers),
+        [float(loss) for loss in result.support_losses],
+        {s: list(weights.values()) for s, weights in result.snapshots.items()},
+    )
 
 
 _FUNCTIONAL_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -163,6 +254,11 @@ class MAML(Learner):
         first_order: first-order MAML (no second derivatives).
         meta_sgd: learn one step size per weight (Meta-SGD).
         meta_lr: Adam step size of the meta-optimizer.
+        backend: ``"higher"`` (default, the reference: a loop over tasks) or ``"vmap"`` (the
+            whole meta-batch in one ``torch.func.vmap`` call; about 10x faster for small nets
+            such as the sinusoid MLP, same meta-gradients; refuses nets with BatchNorm,
+            LayerNorm, GroupNorm or InstanceNorm; tasks of a meta-batch must have equal sizes).
+            Both give the same meta-gradients and the same checkpoints.
     """
 
     uses_steps = True
@@ -178,14 +274,19 @@ class MAML(Learner):
         first_order: bool = False,
         meta_sgd: bool = False,
         meta_lr: float = 1e-3,
+        backend: str = "higher",
     ):
         super().__init__()
+        check_backend(backend)
         check_positive("inner_lr", inner_lr)
         check_positive("meta_lr", meta_lr)
         for label, value in (("train_steps", train_steps), ("eval_steps", eval_steps)):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{label} must be an int >= 0, got {value!r}")
         refuse_running_stats(model)
+        if backend == "vmap":
+            check_batchable(model)
+        self.backend = backend
         self.model = model
         self.loss_fn = loss_fn
         self.inner_lr = inner_lr
@@ -215,6 +316,7 @@ class MAML(Learner):
             "first_order": self.first_order,
             "meta_sgd": self.meta_sgd,
             "meta_lr": self.optimizer.param_groups[0]["lr"],
+            "backend": self.backend,
         }
 
     # -- losses (MAML-RL overrides these two) ----------------------------------------------------
@@ -224,7 +326,29 @@ class MAML(Learner):
     def query_loss(self, model: nn.Module, task: SupervisedTask) -> Tensor:
         return self.loss_fn(model(task.query.x), task.query.y)
 
+    # -- task batches for the vmap backend (MAML-RL overrides these two) -------------------------
+    def batch_tasks(self, tasks: Sequence[SupervisedTask]) -> Any:
+        """Stack ``tasks`` into a pytree of tensors with a leading task dimension."""
+        try:
+            support, query = stack_tasks(tasks)
+        except RuntimeError as error:
+            sizes = sorted({(len(t.support), len(t.query)) for t in tasks})
+            raise ValueError(
+                f"backend='vmap' stacks a meta-batch, so its tasks need equal support and query "
+                f"sizes; got (support, query) sizes {sizes}"
+            ) from error
+        return (support.x, support.y, query.x, query.y)
+
+    def unbatch_task(self, data: Any) -> SupervisedTask:
+        """One task from one slice of :meth:`batch_tasks`' output (called under ``vmap``)."""
+        support_x, support_y, query_x, query_y = data
+        return SupervisedTask(Examples(support_x, support_y), Examples(query_x, query_y))
+
     # -- adaptation ------------------------------------------------------------------------------
+    def inner_learning_rates(self) -> LearningRates:
+        """Each parameter's inner step size (Meta-SGD's tensors, else the inner SGD's lr)."""
+        return learning_rates_by_name(self.model, self.inner_optimizer, self.learning_rates)
+
     def _adapted(self, task, *, steps: int, meta_grad: bool, snapshots: Collection[int] = ()):
         return adapted_model(
             self.model,
@@ -235,10 +359,20 @@ class MAML(Learner):
             meta_grad=meta_grad,
             first_order=self.first_order,
             snapshots=snapshots,
+            backend=self.backend,
         )
 
     def meta_train_step(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
         self.optimizer.zero_grad()
+        metrics = self.compute_meta_gradients(tasks)
+        self.optimizer.step()
+        return metrics
+
+    def compute_meta_gradients(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
+        """Add the meta-gradient of the mean query loss over ``tasks`` to the weights' ``.grad``
+        (and Meta-SGD's step sizes'), without an optimizer step; return the step's metrics."""
+        if self.backend == "vmap":
+            return self._meta_gradients_batched(tasks)
         query_total, support_total = 0.0, 0.0
         for task in tasks:
             with self._adapted(task, steps=self.train_steps, meta_grad=True) as adaptation:
@@ -250,10 +384,30 @@ class MAML(Learner):
             query_total += float(query_loss.detach())
             if adaptation.support_losses:
                 support_total += adaptation.support_losses[0] / len(tasks)
-        self.optimizer.step()
         metrics = {"losses/query_after_adaptation": query_total}
         if self.train_steps > 0:
             metrics["losses/support_before_adaptation"] = support_total
+        return metrics
+
+    def _meta_gradients_batched(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
+        if not tasks:
+            raise ValueError("a meta-batch needs at least one task")
+        result = adapt_batched(
+            self.model,
+            lambda model, data: self.support_loss(model, self.unbatch_task(data)),
+            self.batch_tasks(tasks),
+            steps=self.train_steps,
+            learning_rates=self.inner_learning_rates(),
+            first_order=self.first_order,
+            query_loss=lambda model, data: self.query_loss(model, self.unbatch_task(data)),
+        )
+        query_loss = result.query_losses.mean()
+        # First order: the fast weights are the initial ones minus constants, so this backward
+        # gives the query gradient at the adapted weights (what first_order_backward adds).
+        query_loss.backward()
+        metrics = {"losses/query_after_adaptation": float(query_loss.detach())}
+        if self.train_steps > 0:
+            metrics["losses/support_before_adaptation"] = float(result.support_losses[:, 0].mean())
         return metrics
 
     def adapt_steps(self, task, steps) -> dict[int, Predictor]:

@@ -1,0 +1,300 @@
+"""MAML's two backends: the task-batched torch.func path (backend="vmap") against higher.
+
+Every net the vmap backend accepts gets the same meta-gradients as the higher path (1e-5 relative,
+float32) in first and second order, with 1 and 5 inner steps, with and without Meta-SGD; a
+finite-difference check confirms one small case independently of both.
+
+Set METAGYM_TEST_DEVICE=cuda to run these on a GPU (benchmarks/gpu_check.sh does).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from metagym.learners import MAML, adapted_model
+from metagym.learners.maml import first_order_backward
+from metagym.learners.maml_batched import adapt_batched
+from metagym.nets import mlp
+from metagym.tasks import SinusoidTasks, make_generator
+from metagym.tasks.base import Examples, SupervisedTask
+
+DEVICE = torch.device(os.environ.get("METAGYM_TEST_DEVICE", "cpu"))
+RTOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _exact_cuda_math():
+    """TF32 matmuls and convolutions would break 1e-5 parity on GPUs."""
+    if DEVICE.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _seeded(build, seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _sinusoid_tasks(n=4, shots=5, seed=0):
+    return SinusoidTasks(shots, queries=7).sample(n, "train", make_generator(seed))
+
+
+def _classification_tasks(n=4, ways=3, shots=2, queries=3, features=6, seed=0, image=False):
+    generator = make_generator(seed)
+    shape = (1, 8, 8) if image else (features,)
+    tasks = []
+    for _ in range(n):
+        centers = torch.randn(ways, *shape, generator=generator)
+
+        def draw(per_class, centers=centers):
+            y = torch.arange(ways).repeat_interleave(per_class)
+            x = centers[y] + 0.5 * torch.randn(len(y), *shape, generator=generator)
+            return Examples(x, y)
+
+        tasks.append(SupervisedTask(draw(shots), draw(queries)))
+    return tasks
+
+
+def _conv_net():
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    )
+
+
+# name -> (net builder, loss, tasks, inner lr)
+CASES = {
+    "sinusoid-mlp": (lambda: mlp(1, [40, 40], 1), nn.functional.mse_loss, _sinusoid_tasks, 0.01),
+    "classifier-mlp": (
+        lambda: mlp(6, [16], 3),
+        nn.functional.cross_entropy,
+        _classification_tasks,
+        0.1,
+    ),
+    "conv": (
+        _conv_net,
+        nn.functional.cross_entropy,
+        lambda: _classification_tasks(image=True),
+        0.1,
+    ),
+}
+
+
+def _pair(case, **kwargs):
+    """Two learners with identical weights: backend higher and backend vmap, and the tasks."""
+    build, loss, tasks, lr = CASES[case]
+    reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, **kwargs)).to(DEVICE)
+    batched = copy.deepcopy(reference)
+    batched.backend = "vmap"
+    return reference, batched, [t.to(DEVICE) for t in tasks()]
+
+
+def _assert_close_relative(got, want, rtol=RTOL, label=""):
+    error = float((got - want).norm() / want.norm().clamp_min(1e-30))
+    assert error <= rtol, f"{label}: relative error {error:.2e} > {rtol:.0e}"
+
+
+def _assert_same_grads(reference, batched):
+    for (name, p), q in zip(reference.named_parameters(), batched.parameters(), strict=True):
+        if p.grad is None:
+            assert q.grad is None, f"{name}: vmap gives a gradient where higher gives none"
+            continue
+        assert q.grad is not None, f"{name}: vmap gives no gradient"
+        _assert_close_relative(q.grad, p.grad, label=name)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("steps", [1, 5])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+@pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
+def test_meta_gradients_equal_higher(case, steps, first_order, meta_sgd):
+    reference, batched, tasks = _pair(
+        case, train_steps=steps, first_order=first_order, meta_sgd=meta_sgd
+    )
+    want = reference.compute_meta_gradients(tasks)
+    got = batched.compute_meta_gradients(tasks)
+    _assert_same_grads(reference, batched)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=RTOL)
+    if not first_order:  # second order reaches Meta-SGD's step sizes
+        assert all(p.grad is not None for p in batched.parameters())
+
+
+def test_meta_training_steps_reach_the_same_weights():
+    reference, batched, _ = _pair("sinusoid-mlp", train_steps=2, meta_sgd=True, meta_lr=1e-2)
+    distribution, generator = SinusoidTasks(5), make_generator(3)
+    for _ in range(3):
+        tasks = [t.to(DEVICE) for t in distribution.sample(6, "train", generator)]
+        want, got = reference.meta_train_step(tasks), batched.meta_train_step(tasks)
+        assert got["losses/query_after_adaptation"] == pytest.approx(
+            want["losses/query_after_adaptation"], rel=RTOL
+        )
+    for p, q in zip(reference.parameters(), batched.parameters(), strict=True):
+        _assert_close_relative(q.detach(), p.detach(), rtol=1e-5)
+    assert batched.config()["backend"] == "vmap" and reference.config()["backend"] == "higher"
+
+
+@pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
+def test_adaptation_at_test_time_equals_higher(meta_sgd):
+    reference, batched, tasks = _pair("sinusoid-mlp", meta_sgd=meta_sgd)
+    with torch.no_grad():  # make Meta-SGD's step sizes differ per weight
+        for lr in reference.learning_rates or []:
+            lr.mul_(torch.rand(lr.shape, generator=make_generator(1)).to(lr) + 0.5)
+        batched.load_state_dict(reference.state_dict())
+    x = tasks[0].query.x
+    want = reference.adapt_steps(tasks[0], [0, 1, 5])
+    got = batched.adapt_steps(tasks[0], [0, 1, 5])
+    for s in (0, 1, 5):
+        _assert_close_relative(got[s](x), want[s](x), label=f"step {s}")
+    _assert_close_relative(batched.adapt(tasks[0], 3)(x), reference.adapt(tasks[0], 3)(x))
+    assert all(p.grad is None for p in batched.parameters())
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+def test_adapted_model_backends_agree(first_order):
+    """The public routine, as MAML-RL and custom losses call it (including first_order_backward)."""
+    model = _seeded(lambda: mlp(1, [16], 1)).to(DEVICE)
+    task = _sinusoid_tasks(1)[0].to(DEVICE)
+    grads = {}
+    for backend in ("higher", "vmap"):
+        model.zero_grad()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        with adapted_model(
+            model,
+            optimizer,
+            lambda m: nn.functional.mse_loss(m(task.support.x), task.support.y),
+            steps=3,
+            first_order=first_order,
+            snapshots=(0, 3),
+            backend=backend,
+        ) as adaptation:
+            loss = nn.functional.mse_loss(adaptation.model(task.query.x), task.query.y)
+            if first_order:
+                first_order_backward(model, adaptation.model, loss)
+            else:
+                loss.backward()
+        assert len(adaptation.support_losses) == 3 and sorted(adaptation.snapshots) == [0, 3]
+        grads[backend] = [p.grad.clone() for p in model.parameters()]
+    for got, want in zip(grads["vmap"], grads["higher"], strict=True):
+        _assert_close_relative(got, want)
+
+
+def test_meta_gradient_matches_finite_differences():
+    """Second-order Meta-SGD, 2 inner steps, float64: analytic vs central differences."""
+    net = _seeded(lambda: nn.Sequential(nn.Linear(1, 3), nn.Tanh(), nn.Linear(3, 1))).double()
+    learner = MAML(net, inner_lr=0.1, train_steps=2, meta_sgd=True, backend="vmap")
+    tasks = [
+        SupervisedTask(
+            Examples(t.support.x.double(), t.support.y.double()),
+            Examples(t.query.x.double(), t.query.y.double()),
+        )
+        for t in _sinusoid_tasks(2, shots=5, seed=4)
+    ]
+
+    def meta_loss():
+        with torch.no_grad():
+            return adapt_batched(
+                learner.model,
+                lambda m, d: learner.support_loss(m, learner.unbatch_task(d)),
+                learner.batch_tasks(tasks),
+                steps=2,
+                learning_rates=learner.inner_learning_rates(),
+                meta_grad=False,
+                query_loss=lambda m, d: learner.query_loss(m, learner.unbatch_task(d)),
+            ).query_losses.mean()
+
+    learner.compute_meta_gradients(tasks)
+    eps = 1e-6
+    for name, p in learner.named_parameters():
+        numeric = torch.zeros_like(p)
+        for i in range(p.numel()):
+            with torch.no_grad():
+                flat = p.view(-1)
+                flat[i] += eps
+                up = meta_loss()
+                flat[i] -= 2 * eps
+                down = meta_loss()
+                flat[i] += eps
+            numeric.view(-1)[i] = (up - down) / (2 * eps)
+        torch.testing.assert_close(p.grad, numeric, rtol=1e-6, atol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.BatchNorm1d(8, track_running_stats=False),
+        nn.LayerNorm(8),
+        nn.GroupNorm(2, 8),
+        nn.InstanceNorm1d(8),
+        nn.GRU(8, 8),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_vmap_backend_refuses_layers_it_gets_wrong(layer):
+    net = nn.Sequential(nn.Linear(1, 8), layer, nn.Linear(8, 1))
+    with pytest.raises(ValueError, match=r"backend='vmap' refuses layer '1'.*backend='higher'"):
+        MAML(net, backend="vmap")
+    task = _sinusoid_tasks(1)[0]
+    with (
+        pytest.raises(ValueError, match="backend='vmap' refuses"),
+        adapted_model(
+            net,
+            torch.optim.SGD(net.parameters(), lr=0.1),
+            lambda m: m(task.support.x).sum(),
+            steps=1,
+            backend="vmap",
+        ),
+    ):
+        pass
+    if not isinstance(layer, nn.GRU):
+        MAML(net)  # the higher backend takes it
+
+
+def test_vmap_backend_input_errors():
+    with pytest.raises(ValueError, match="unknown MAML backend 'jax'; accepted: higher, vmap"):
+        MAML(mlp(1, [4], 1), backend="jax")
+    learner = MAML(mlp(1, [4], 1), backend="vmap")
+    uneven = _sinusoid_tasks(1, shots=5) + _sinusoid_tasks(1, shots=10)
+    with pytest.raises(ValueError, match="equal support and query sizes"):
+        learner.meta_train_step(uneven)
+    with pytest.raises(ValueError, match="at least one task"):
+        learner.meta_train_step([])
+    net = mlp(1, [4], 1)
+    with (
+        pytest.raises(ValueError, match="plain SGD"),
+        adapted_model(
+            net,
+            torch.optim.Adam(net.parameters()),
+            lambda m: m(torch.zeros(2, 1)).sum(),
+            steps=1,
+            backend="vmap",
+        ),
+    ):
+        pass
+    with (
+        pytest.raises(ValueError, match="momentum=0"),
+        adapted_model(
+            net,
+            torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9),
+            lambda m: m(torch.zeros(2, 1)).sum(),
+            steps=1,
+            backend="vmap",
+        ),
+    ):
+        pass
