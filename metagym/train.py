@@ -4,6 +4,9 @@ Each iteration draws a meta-batch of ``train`` tasks from an explicit generator 
 ``learner.meta_train_step``. Metrics go to ``metrics.csv``; checkpoints (learner, meta-optimizer,
 generator state) are written atomically, so ``resume=True`` reaches the same final weights as an
 uninterrupted run with the same seed.
+
+Under ``torchrun`` (several processes), every meta-batch is split across the processes and the
+meta-gradients are all-reduced (:mod:`metagym.distributed`); only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metagym.checkpoint import load_checkpoint, save_atomic
+from metagym.distributed import DistributedMetaBatch
 from metagym.learners.base import Learner
 from metagym.logging import MetricsLog
 from metagym.tasks.base import TaskDistribution, make_generator
@@ -68,27 +72,46 @@ def train(
 
     Writes ``run_dir/metrics.csv`` and ``run_dir/checkpoint.pt``. With ``resume``, continues from
     that checkpoint (if any). Raises :class:`TrainingDiverged` on a non-finite loss or weight.
+
+    Under ``torchrun`` the learner moves to this rank's device, each rank adapts to its share of
+    every meta-batch, and only rank 0 writes ``run_dir`` (see :mod:`metagym.distributed`).
     """
     config.validate()
     distribution.check_split(config.split)
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"run directory {run_dir} is a file")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    distributed = DistributedMetaBatch.from_environment(learner, config.meta_batch)
+    writer = distributed is None or distributed.is_main
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / "checkpoint.pt"
 
     generator = make_generator(config.seed)
     start = 0
-    if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=learner.device)
+    state = None
+    if resume and writer and checkpoint_path.exists():
+        map_location = learner.device if distributed is None else "cpu"
+        state = load_checkpoint(checkpoint_path, map_location=map_location)
+    if distributed is not None:
+        state = distributed.broadcast_object(state)  # rank 0's checkpoint reaches every rank
+    if state is not None:
         learner.load_checkpoint_state(state["learner"])
         generator.set_state(state["generator"])
         start = int(state["iteration"])
-    log = MetricsLog(
-        run_dir / "metrics.csv", resume_iteration=start if resume else None, tensorboard=tensorboard
+    log = (
+        MetricsLog(
+            run_dir / "metrics.csv",
+            resume_iteration=start if resume else None,
+            tensorboard=tensorboard,
+        )
+        if writer
+        else None
     )
 
     def save(iteration: int) -> None:
+        if not writer:
+            return
         state = {
             "learner": learner.checkpoint_state(),
             "generator": generator.get_state(),
@@ -105,15 +128,19 @@ def train(
         initial=start,
         total=config.iterations,
         desc=f"train {learner.name}",
-        disable=not progress,
+        disable=not progress or not writer,
         dynamic_ncols=True,
     )
     try:
         for index in bar:
             iteration = index + 1
             tasks = distribution.sample(config.meta_batch, config.split, generator)
+            if distributed is not None:
+                tasks = distributed.shard(tasks)
             tasks = [t.to(learner.device) for t in tasks]
             metrics = learner.meta_train_step(tasks)
+            if distributed is not None:
+                metrics = distributed.reduce_metrics(metrics)
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
             if bad:
                 raise TrainingDiverged(
@@ -128,7 +155,8 @@ def train(
                 elapsed = time.perf_counter() - tick
                 row = {k: v / count for k, v in sums.items()}
                 row["charts/iterations_per_second"] = count / max(elapsed, 1e-9)
-                log.log(iteration, row)
+                if log is not None:
+                    log.log(iteration, row)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in row.items()})
                 sums, count, tick = {}, 0, time.perf_counter()
             if iteration % config.checkpoint_every == 0 or last:
@@ -140,7 +168,12 @@ def train(
                 save(iteration)
     finally:
         bar.close()
-        log.close()
-    if start >= config.iterations and not checkpoint_path.exists():
+        if log is not None:
+            log.close()
+        if distributed is not None:
+            distributed.close()
+    if start >= config.iterations and writer and not checkpoint_path.exists():
         save(start)
+    if distributed is not None:
+        distributed.barrier()  # rank 0's checkpoint is complete before any rank returns
     return checkpoint_path
