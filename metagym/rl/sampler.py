@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector.utils import concatenate, iterate
 from torch import Tensor
 from torch.distributions import (
     Bernoulli,
@@ -280,6 +281,54 @@ class _Buffers:
                 )
 
 
+class _InfoFreeSyncVectorEnv(SyncVectorEnv):
+    """A ``SyncVectorEnv`` in ``NEXT_STEP`` autoreset mode whose ``step`` returns no infos.
+
+    The sampler reads no step info, and merging the sub-environments' info dicts (``info["task"]``
+    is a nested dict) costs more than a cheap environment's step. Everything else, autoreset
+    included, is Gymnasium's; should a Gymnasium version lack the private attributes used here,
+    ``step`` falls back to Gymnasium's own.
+    """
+
+    _FIELDS = ("_env_obs", "_rewards", "_terminations", "_truncations", "_autoreset_envs")
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._fast = self.autoreset_mode == AutoresetMode.NEXT_STEP and all(
+            hasattr(self, name) for name in self._FIELDS
+        )
+
+    def step(self, actions: Any):
+        if not self._fast:
+            return super().step(actions)
+        for i, action in enumerate(iterate(self.action_space, actions)):
+            env = self.envs[i]
+            if self._autoreset_envs[i]:
+                self._env_obs[i], _ = env.reset()
+                self._rewards[i] = 0.0
+                self._terminations[i] = False
+                self._truncations[i] = False
+            else:
+                (
+                    self._env_obs[i],
+                    self._rewards[i],
+                    self._terminations[i],
+                    self._truncations[i],
+                    _,
+                ) = env.step(action)
+        self._observations = concatenate(
+            self.single_observation_space, self._env_obs, self._observations
+        )
+        self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
+        return (
+            self._observations,
+            np.copy(self._rewards),
+            np.copy(self._terminations),
+            np.copy(self._truncations),
+            {},
+        )
+
+
 class EpisodeSampler:
     """Collects complete episodes of a batch of tasks through a Gymnasium vector environment.
 
@@ -339,7 +388,7 @@ class EpisodeSampler:
         while len(self._pool) < n:
             self._pool.append(self.env_fn())
         envs = self._pool[:n]
-        return SyncVectorEnv(
+        return _InfoFreeSyncVectorEnv(
             [lambda env=env: env for env in envs],
             copy=False,
             autoreset_mode=AutoresetMode.NEXT_STEP,

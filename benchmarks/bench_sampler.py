@@ -1,0 +1,148 @@
+"""Environment steps per second: one raw environment vs the vectorized episode sampler.
+
+For each environment it measures
+
+- ``raw``: ``gymnasium.make(id)`` stepped with ``env.action_space.sample()`` actions (the usual
+  "random actions" rate; drawing the action is part of the loop);
+- ``raw step only``: the same loop with the actions drawn beforehand (the environment's own cost);
+- ``sampler``: :class:`metagym.rl.EpisodeSampler` collecting complete episodes for a batch of
+  tasks with a small MLP Gaussian policy (2 x 64 tanh), one batched forward per vector step,
+  everything recorded (observations, actions, rewards, dones, log-probabilities).
+
+and reports ``sampler / raw``. Run it with ``python -m benchmarks.bench_sampler`` (``--help`` for
+sizes); it is a measurement, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import gymnasium as gym
+import metagym_envs  # noqa: F401  (registers metagym/*)
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Independent, Normal
+
+from metagym.rl import EpisodeSampler
+
+# (env id, tasks, episodes per task) per benchmark: 40 and 200 sub-environments.
+DEFAULT_CASES = (
+    ("metagym/HalfCheetahVel-v0", 10, 4),
+    ("metagym/Navigation2D-v0", 20, 10),
+)
+
+
+class MLPPolicy(nn.Module):
+    """A Gaussian policy: observation ``(N, obs_dim)`` -> Independent Normal over ``(N, act_dim)``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(obs_dim, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, act_dim),
+        )
+        self.log_std = nn.Parameter(torch.full((act_dim,), -0.5))
+
+    def forward(self, observations: torch.Tensor) -> Independent:
+        mean, std = self.body(observations), self.log_std.exp()
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+
+def raw_rate(env_id: str, steps: int, seed: int, presampled: bool) -> float:
+    """Steps per second of one ``gymnasium.make(env_id)`` with random actions (resets included)."""
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(steps)] if presampled else None
+    start = time.perf_counter()
+    for i in range(steps):
+        action = actions[i] if presampled else env.action_space.sample()
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def sampler_rate(env_id: str, tasks: int, episodes: int, repeats: int, seed: int) -> dict:
+    """Steps per second of :meth:`EpisodeSampler.sample` (best of ``repeats``, after a warm-up)."""
+    with EpisodeSampler(env_id) as sampler:
+        obs_dim = int(np.prod(sampler.observation_space.shape))
+        act_dim = int(np.prod(sampler.action_space.shape))
+        policy = MLPPolicy(obs_dim, act_dim)
+        probe = sampler.env_fn()
+        probe.reset(seed=seed)
+        task_list = probe.unwrapped.sample_tasks(tasks)
+        probe.close()
+        sampler.sample(policy, task_list, episodes, seed=seed)  # warm-up: builds the pool
+        rates = []
+        for r in range(repeats):
+            start = time.perf_counter()
+            result = sampler.sample(policy, task_list, episodes, seed=seed + 1 + r)
+            elapsed = time.perf_counter() - start
+            rates.append(result.num_steps / elapsed)
+        return {
+            "steps_per_s": max(rates),
+            "steps_per_call": result.num_steps,
+            "sub_envs": tasks * episodes,
+        }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw-steps", type=int, default=20_000, help="steps of the raw loops")
+    parser.add_argument("--repeats", type=int, default=3, help="timed sampler calls (best kept)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=str, default=None, help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", module="gymnasium")
+    torch.set_num_threads(1)
+
+    rows = []
+    for env_id, tasks, episodes in DEFAULT_CASES:
+        raw = max(raw_rate(env_id, args.raw_steps, args.seed, False) for _ in range(2))
+        raw_only = max(raw_rate(env_id, args.raw_steps, args.seed, True) for _ in range(2))
+        sampled = sampler_rate(env_id, tasks, episodes, args.repeats, args.seed)
+        rows.append(
+            {
+                "env": env_id,
+                "raw_steps_per_s": raw,
+                "raw_step_only_steps_per_s": raw_only,
+                "sampler_steps_per_s": sampled["steps_per_s"],
+                "ratio_sampler_over_raw": sampled["steps_per_s"] / raw,
+                "ratio_sampler_over_raw_step_only": sampled["steps_per_s"] / raw_only,
+                "tasks": tasks,
+                "episodes_per_task": episodes,
+                "sub_envs": sampled["sub_envs"],
+                "sampler_steps_per_call": sampled["steps_per_call"],
+            }
+        )
+
+    header = (
+        f"{'env':28} {'raw':>9} {'raw step only':>14} {'sampler':>9} "
+        f"{'sampler/raw':>12} {'sampler/step only':>18} {'sub-envs':>9}"
+    )
+    print(header)
+    for row in rows:
+        print(
+            f"{row['env']:28} {row['raw_steps_per_s']:9.0f} {row['raw_step_only_steps_per_s']:14.0f} "
+            f"{row['sampler_steps_per_s']:9.0f} {row['ratio_sampler_over_raw']:12.2f} "
+            f"{row['ratio_sampler_over_raw_step_only']:18.2f} {row['sub_envs']:9d}"
+        )
+    print("(environment steps per second; torch on 1 thread; sampler: best of", args.repeats, "calls)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
