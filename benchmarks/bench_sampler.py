@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{row['sampler_steps_per_s']:9.0f} {row['ratio_sampler_over_raw']:12.2f} "
             f"{row['ratio_sampler_over_raw_step_only']:18.2f} {row['sub_envs']:9d}"
         )
-    print("(environment steps per second; torch on 1 thread; sampler: best of", args.repeats, "calls)")
+    print(
+        "(environment steps per second; torch on 1 thread; sampler: best of", args.repeats, "calls)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

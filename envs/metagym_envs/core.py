@@ -52,7 +52,7 @@ def _owner(env: Any) -> str:
 def _missing(env: Any, task: Mapping[str, Any], key: str) -> ValueError:
     keys = ", ".join(repr(k) for k in getattr(env, "task_keys", ()))
     return ValueError(
-        f"{_owner(env)}: the task {dict(task)!r} has no key {key!r} (a task has the keys {keys})"
+        f"{_owner(env)}: the task {dict(task)!r:.120} has no key {key!r} (a task has the keys {keys})"
     )
 
 

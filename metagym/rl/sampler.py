@@ -67,7 +67,7 @@ PolicyOutput = Tensor | Distribution | tuple[Tensor | Distribution, Mapping[str,
 Policy = Callable[[Tensor], PolicyOutput]
 
 #: An episode longer than this without a time limit is taken for a missing limit.
-MAX_UNLIMITED_STEPS = 100_000
+MAX_UNLIMITED_STEPS = 10_000
 
 
 def episode_seed(seed: int, task_index: int, episode_index: int) -> int:
@@ -546,7 +546,7 @@ class EpisodeSampler:
             live = rows[active]
             b, e, s = job_b[live], job_e[live], t[live]
             if s.max() >= buffers.capacity:
-                if buffers.capacity >= MAX_UNLIMITED_STEPS:
+                if s.max() >= MAX_UNLIMITED_STEPS:
                     raise RuntimeError(
                         f"{self.name}: an episode ran {MAX_UNLIMITED_STEPS} steps without ending; "
                         "give the environment a step limit (max_episode_steps)"
