@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
+from metagym_envs._mujoco import TotalMassCompat
 from metagym_envs.core import TaskEnvMixin, check_choice, check_number
 
 
-class HalfCheetahDirEnv(TaskEnvMixin, HalfCheetahEnv):
+class HalfCheetahDirEnv(TaskEnvMixin, TotalMassCompat, HalfCheetahEnv):
     """Gymnasium's HalfCheetah-v5 rewarded for its velocity in a goal direction.
 
     - Observation and action: those of HalfCheetah-v5 (float64 shape ``(17,)``; float32 shape

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
+from metagym_envs._mujoco import TotalMassCompat
 from metagym_envs.core import TaskEnvMixin, check_number
 
 #: Fastest accepted goal velocity (m/s); a half-cheetah cannot run faster than about 15 m/s.
 MAX_VELOCITY = 20.0
 
 
-class HalfCheetahVelEnv(TaskEnvMixin, HalfCheetahEnv):
+class HalfCheetahVelEnv(TaskEnvMixin, TotalMassCompat, HalfCheetahEnv):
     """Gymnasium's HalfCheetah-v5 rewarded for matching a goal forward velocity.
 
     - Observation and action: those of HalfCheetah-v5 (float64 shape ``(17,)``; float32 shape

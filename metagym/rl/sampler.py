@@ -410,7 +410,8 @@ class EpisodeSampler:
     def _policy_step(
         self, policy: Policy, observations: np.ndarray, generator: torch.Generator
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        obs = torch.from_numpy(np.asarray(observations, dtype=self._obs_spec[1])).to(self.device)
+        # A copy: the vector env reuses its observation array, and a policy may keep its input.
+        obs = torch.from_numpy(np.array(observations, dtype=self._obs_spec[1])).to(self.device)
         with torch.no_grad():
             output = policy(obs)
             extras: dict[str, Tensor] = {}
@@ -538,7 +539,7 @@ class EpisodeSampler:
 
         while active.any():
             if memory is not None and starting.any():
-                memory(torch.as_tensor(starting, device=self.device))
+                memory(torch.tensor(starting, device=self.device))
             actions, extras = self._policy_step(policy, observations, generator)
             stepped = actions if self._clip is None else np.clip(actions, *self._clip)
             observations, rewards, terminations, truncations, _ = vec.step(stepped)

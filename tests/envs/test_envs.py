@@ -250,3 +250,19 @@ def test_module_prefixed_id_works_in_a_fresh_interpreter():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Navigation2DEnv")
+
+
+def test_half_cheetah_model_matches_gymnasium_without_the_mujoco_warning(tmp_path, monkeypatch):
+    from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+    from metagym_envs.half_cheetah_vel import HalfCheetahVelEnv
+
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to ./MUJOCO_LOG.TXT
+    ours = HalfCheetahVelEnv().model
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    theirs = HalfCheetahEnv().model  # compiled with the deprecated settotalmass
+    for name in dir(theirs):
+        value = getattr(theirs, name)
+        if not name.startswith("_") and isinstance(value, np.ndarray):
+            assert np.array_equal(value, getattr(ours, name)), name
+    for name in ("meaninertia", "meanmass", "meansize", "extent"):
+        assert getattr(ours.stat, name) == getattr(theirs.stat, name), name
