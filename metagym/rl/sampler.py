@@ -471,6 +471,14 @@ class EpisodeSampler:
                 all rows, before the first step, so a recurrent policy keeps its memory across the
                 episodes of a task.
 
+        Rows (the batch the policy sees, ``N`` sub-environments): with ``trials=False`` the
+        episodes are jobs ``k = b * E + e`` (task ``b``, episode ``e``), and job ``k`` runs on row
+        ``k % N``, in order. So with ``max_envs`` None (or >= ``B * E``), row ``i`` holds episode
+        ``(i // E, i % E)`` for the whole call: rows ``[b * E, (b + 1) * E)`` are task ``b``'s, and a
+        policy may act with per-task weights. With ``trials=True``, row ``b`` holds task ``b``.
+        Rows whose episodes are all done keep being stepped (their data is discarded) until
+        the last episode ends.
+
         Returns:
             :class:`Episodes` with ``B = len(tasks)`` and ``E = episodes_per_task``.
         """

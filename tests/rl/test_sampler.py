@@ -95,6 +95,20 @@ def test_exact_complete_episodes_with_the_right_task(max_envs):
     assert episodes.observations.shape == (3, 4, 6, 3) and episodes.actions.shape == (3, 4, 5, 1)
 
 
+@pytest.mark.parametrize("trials", [False, True])
+def test_row_layout_lets_a_policy_act_per_task(trials):
+    seen = []
+
+    def policy(observations):
+        seen.append(observations[:, 0].clone())  # the task id of each row
+        return torch.zeros(observations.shape[0], 1)
+
+    tasks = [{"id": i, "length": 3} for i in (4, 5, 6)]
+    collect_episodes(CounterEnv, policy, tasks, 2, seed=0, trials=trials)
+    per_row = [4, 5, 6] if trials else [4, 4, 5, 5, 6, 6]  # row i: task i // E
+    assert all(ids.tolist() == per_row for ids in seen[:3])
+
+
 def test_trials_keep_each_task_on_one_sub_environment():
     episodes = collect_episodes(CounterEnv, zero_policy, TASKS, 3, seed=0, trials=True)
     _check_episodes(episodes, TASKS, 3)
