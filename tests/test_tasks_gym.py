@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -172,6 +173,18 @@ def test_protocol_errors_name_the_missing_methods():
 
     with pytest.raises(ProtocolError, match="JSON"):
         GymTaskDistribution(NotJson, max_episode_steps=3)
+
+
+def test_a_module_in_the_working_directory_is_found(tmp_path, monkeypatch):
+    (tmp_path / "cwd_envs_xyz.py").write_text(
+        f"from {__name__} import LineEnv\n\nclass CwdEnv(LineEnv):\n    max_episode_steps = 2\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    dist = GymTaskDistribution("cwd_envs_xyz:CwdEnv")
+    assert dist.sampler.sample(
+        goal_seeker, dist.sample(1, "train", make_generator(0)), 1, seed=0
+    ).lengths.tolist() == [[2]]
 
 
 def test_bad_names_get_clear_errors():

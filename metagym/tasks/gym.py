@@ -25,9 +25,12 @@ import importlib
 import inspect
 import json
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -92,10 +95,28 @@ class RLTask:
 
 
 # -- naming and making environments -------------------------------------------------------------
+def _import_module(module_name: str) -> Any:
+    """Import ``module_name``; a module not found on the path is looked for in the working
+    directory too (appended to ``sys.path``, never shadowing), as ``python -m`` would find it."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top = module_name.partition(".")[0]
+        cwd = os.getcwd()
+        if (
+            error.name != top
+            or cwd in sys.path
+            or not (Path(cwd, f"{top}.py").is_file() or Path(cwd, top, "__init__.py").is_file())
+        ):
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
+
+
 def _import_attribute(spec: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except ImportError as error:
         raise ValueError(
             f"cannot import module {module_name!r} named in the environment {spec!r}: {error}"
