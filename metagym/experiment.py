@@ -103,6 +103,8 @@ def run_experiment(
         learners[spec.name] = learner
         for split in splits:
             rows += evaluate(learner, distribution, split, tasks[split], steps, progress=progress)
+    # Configs after training: they include values tuned by after_training (e.g. step sizes).
+    config = {**config, "learners": {name: learner.config() for name, learner in learners.items()}}
     write_results(out_dir / "results.json", rows, config=config, seed=seed)
     results = read_results(out_dir / "results.json")
     write_markdown(out_dir / "results.md", results, title=f"{distribution.domain} results")

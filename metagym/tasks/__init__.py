@@ -8,10 +8,13 @@ from metagym.tasks.base import (
     make_generator,
     stack_tasks,
 )
+from metagym.tasks.gym import GymTaskDistribution, RLTask
 from metagym.tasks.sinusoid import SinusoidTasks
 
 __all__ = [
     "Examples",
+    "GymTaskDistribution",
+    "RLTask",
     "SinusoidTasks",
     "SupervisedTask",
     "TaskDistribution",
