@@ -22,6 +22,7 @@ Limits:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,24 @@ def check_plain_sgd(optimizer: torch.optim.Optimizer) -> None:
             raise ValueError("backend='vmap' needs SGD without maximize or nesterov")
 
 
+_TIED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def has_tied_weights(module: nn.Module) -> bool:
+    """True if a parameter or buffer is registered under two names (cached per module).
+
+    ``functional_call`` then has to look for the tied names on every call, which costs about as
+    much as a small MLP's forward pass; untied modules skip that search.
+    """
+    tied = _TIED.get(module)
+    if tied is None:
+        tensors = [t for _, t in module.named_parameters(remove_duplicate=False)]
+        tensors += [t for _, t in module.named_buffers(remove_duplicate=False)]
+        tied = len({id(t) for t in tensors}) != len(tensors)
+        _TIED[module] = tied
+    return tied
+
+
 class FunctionalModel:
     """``module`` run with the weights in ``params`` (a name -> tensor dict); call it like the module.
 
@@ -107,7 +126,14 @@ class FunctionalModel:
             weights = dict(params)
         else:
             weights = dict(zip(self.params, params, strict=True))
-        return functional_call(self.module, (weights, self.buffers), args, kwargs, strict=True)
+        return functional_call(
+            self.module,
+            (weights, self.buffers),
+            args,
+            kwargs,
+            tie_weights=has_tied_weights(self.module),
+            strict=False,
+        )
 
     def parameters(self) -> Iterator[Tensor]:
         return iter(self.params.values())
@@ -183,13 +209,18 @@ def inner_loop(
             learning_rates if second_order else {n: _detached(r) for n, r in learning_rates.items()}
         )
         fast = {
-            n: w if g is None else w - rates[n] * g
+            n: w if g is None else _sgd_step(w, g, rates[n])
             for (n, w), g in zip(fast.items(), grads, strict=True)
         }
         if step in snapshots:
             kept[step] = {n: w.detach() for n, w in fast.items()}
     support_losses = torch.stack(losses) if losses else torch.zeros(0)
     return InnerLoopResult(fast, support_losses, kept)
+
+
+def _sgd_step(weight: Tensor, gradient: Tensor, rate: float | Tensor) -> Tensor:
+    """``weight + (-rate) * gradient``: the same operations as higher's SGD (same rounding)."""
+    return weight + (-rate) * gradient
 
 
 def _detached(value: float | Tensor) -> float | Tensor:
