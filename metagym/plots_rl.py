@@ -1,0 +1,178 @@
+"""Plots of the reinforcement-learning experiment, drawn from its results files only.
+
+``python -m metagym.plots_rl DIR`` redraws them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from metagym.logging import read_metrics  # noqa: E402
+from metagym.results import read_results  # noqa: E402
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 3)
+    return math.ceil(n / cols), cols
+
+
+def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path:
+    """One panel per split: average return against the environment steps of experience on the
+    task (``env_steps``; symlog axis), a line per learner; learners that do not adapt are dashed
+    horizontal lines. Rows scored on whole trials (bandits) get their own panels."""
+    rows = results["rows"]
+    panels = list(dict.fromkeys((r["split"], r.get("scored_on", "episode")) for r in rows))
+    learners = list(dict.fromkeys(r["learner"] for r in rows))
+    colors = {name: f"C{i}" for i, name in enumerate(learners)}
+    n_rows, n_cols = _grid(len(panels))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.6 * n_cols, 3.6 * n_rows), squeeze=False)
+    for ax, (split, scored) in zip(axes.flat, panels, strict=False):
+        mine = [r for r in rows if r["split"] == split and r.get("scored_on", "episode") == scored]
+        for learner in learners:
+            points = sorted(
+                (r for r in mine if r["learner"] == learner and r["mean"] is not None),
+                key=lambda r: r.get("env_steps", 0),
+            )
+            if not points:
+                continue
+            if len(points) == 1:
+                ax.axhline(points[0]["mean"], ls="--", color=colors[learner], label=learner)
+                continue
+            ax.errorbar(
+                [r.get("env_steps", 0) for r in points],
+                [r["mean"] for r in points],
+                yerr=[r["ci95"] for r in points],
+                marker="o",
+                ms=3,
+                capsize=2,
+                color=colors[learner],
+                label=learner,
+            )
+        ax.set_xscale("symlog", linthresh=100)
+        ax.set_title(f"{split} ({'trial total' if scored == 'trial' else 'episode return'})")
+        ax.set_xlabel("environment steps on the task before the scored episode")
+        ax.set_ylabel(f"{mine[0]['metric']} (mean ± 95%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_rl_training(run_dirs: dict[str, Path], path: str | Path) -> Path | None:
+    """Meta-training returns (``charts/*return*`` columns of each ``metrics.csv``)."""
+    curves = {n: Path(d) / "metrics.csv" for n, d in run_dirs.items()}
+    curves = {n: p for n, p in curves.items() if p.exists()}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for i, (name, csv_path) in enumerate(curves.items()):
+        rows = read_metrics(csv_path)
+        keys = [k for k in (rows[0] if rows else {}) if k.startswith("charts/") and "return" in k]
+        for j, key in enumerate(keys):
+            ax.plot(
+                [r["iteration"] for r in rows],
+                [r[key] for r in rows],
+                color=f"C{i}",
+                ls=["-", "--", ":"][j % 3],
+                label=f"{name}: {key.split('/')[-1]}",
+            )
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("average return in training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def navigation_trajectories(learner, distribution, tasks, steps=(0, 1), episodes: int = 2) -> dict:
+    """Positions visited by ``learner``'s policy on Navigation2D ``tasks`` before and after
+    adaptation (JSON-serializable, for :func:`plot_navigation_trajectories`)."""
+    out = []
+    for task in tasks:
+        predictors = learner.adapt_steps(task, list(steps))
+        paths = {}
+        for s, predictor in predictors.items():
+            data = distribution.sampler.sample(predictor, [task], episodes, seed=task.eval_seed)
+            paths[str(s)] = [
+                data.observations[0, e, : int(data.lengths[0, e]) + 1].tolist()
+                for e in range(episodes)
+            ]
+        out.append({"goal": task.params["goal"], "split": task.split, "paths": paths})
+    return {"learner": learner.name, "tasks": out}
+
+
+def plot_navigation_trajectories(data: dict, path: str | Path) -> Path:
+    """One panel per task: trajectories before (0 steps) and after adaptation, goal marked."""
+    tasks = data["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for i, (steps, paths) in enumerate(task["paths"].items()):
+            for j, points in enumerate(paths):
+                xs, ys = zip(*points, strict=True)
+                label = f"{steps} step{'s' if steps != '1' else ''}" if j == 0 else None
+                ax.plot(xs, ys, color=f"C{i}", lw=1, alpha=0.8, label=label)
+        ax.plot(*task["goal"], marker="*", ms=14, color="k", label="goal")
+        ax.plot(0, 0, marker="o", ms=5, color="grey")
+        ax.set_aspect("equal")
+        ax.set_xlim(-1.1, 1.1)
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_title(f"{data['learner']} ({task['split']})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def redraw(out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    drawn = [
+        plot_return_vs_adaptation(
+            read_results(out_dir / "results.json"), out_dir / "return_vs_adaptation.png"
+        )
+    ]
+    runs = out_dir / "runs"
+    if runs.is_dir():
+        curve = plot_rl_training(
+            {d.name: d for d in sorted(runs.iterdir()) if d.is_dir()},
+            out_dir / "training_curves.png",
+        )
+        if curve:
+            drawn.append(curve)
+    trajectories = out_dir / "trajectories.json"
+    if trajectories.exists():
+        drawn.append(
+            plot_navigation_trajectories(
+                json.loads(trajectories.read_text()), out_dir / "trajectories.png"
+            )
+        )
+    return drawn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out_dir", help="an RL experiment folder holding results.json")
+    for path in redraw(parser.parse_args(argv).out_dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
