@@ -18,7 +18,7 @@ from torch import nn
 
 from metagym.learners import MAML, adapted_model
 from metagym.learners.maml import first_order_backward
-from metagym.learners.maml_batched import adapt_batched
+from metagym.learners.maml_batched import FunctionalModel, adapt_batched, plain_chain
 from metagym.nets import mlp
 from metagym.tasks import SinusoidTasks, make_generator
 from metagym.tasks.base import Examples, SupervisedTask
@@ -77,6 +77,18 @@ def _conv_net():
     )
 
 
+class _Residual(nn.Module):
+    """Not a plain chain: runs through torch.func.functional_call."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.hidden, self.out = nn.Linear(1, 16), nn.Linear(16, 16), nn.Linear(16, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        return self.out(h + torch.relu(self.hidden(h)))
+
+
 # name -> (net builder, loss, tasks, inner lr)
 CASES = {
     "sinusoid-mlp": (lambda: mlp(1, [40, 40], 1), nn.functional.mse_loss, _sinusoid_tasks, 0.01),
@@ -86,6 +98,7 @@ CASES = {
         _classification_tasks,
         0.1,
     ),
+    "residual-module": (_Residual, nn.functional.mse_loss, _sinusoid_tasks, 0.05),
     "conv": (
         _conv_net,
         nn.functional.cross_entropy,
@@ -298,3 +311,32 @@ def test_vmap_backend_input_errors():
         ),
     ):
         pass
+
+
+def test_fast_path_of_plain_chains_equals_functional_call():
+    nets = [
+        mlp(3, [5], 2),
+        nn.Sequential(
+            nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=1),
+            nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)),
+            nn.Flatten(),
+            nn.Dropout(0.0),
+            nn.Linear(4 * 4 * 4, 3, bias=False),
+        ),
+    ]
+    inputs = [
+        torch.randn(4, 3, generator=make_generator(0)),
+        torch.randn(2, 2, 8, 8, generator=make_generator(1)),
+    ]
+    for net, x in zip(nets, inputs, strict=True):
+        assert plain_chain(net) is not None
+        weights = {n: p.detach() * 1.5 for n, p in net.named_parameters()}
+        want = torch.func.functional_call(net, weights, (x,))
+        torch.testing.assert_close(FunctionalModel(net, weights, {})(x), want, rtol=0, atol=0)
+    assert plain_chain(_Residual()) is None
+    assert plain_chain(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))) is None
+    # A forward hook must run, so the call falls back to functional_call.
+    net, seen = mlp(1, [3], 1), []
+    net[0].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    FunctionalModel(net, dict(net.named_parameters()), {})(torch.zeros(2, 1))
+    assert seen == [torch.Size([2, 3])]

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+from torch.nn import functional as F
 from torch.utils._pytree import tree_leaves
 
 #: Layers the vmap backend refuses (wrong meta-gradients under vmap).
@@ -99,6 +100,78 @@ def has_tied_weights(module: nn.Module) -> bool:
     return tied
 
 
+# A layer of a plain chain: ("linear" | "conv2d" | "call", module, parameter-name prefix).
+_Layer = tuple[str, nn.Module, str]
+_CHAINS: weakref.WeakKeyDictionary[nn.Module, list[_Layer] | None] = weakref.WeakKeyDictionary()
+
+
+def _stateless(module: nn.Module) -> bool:
+    return not any(True for _ in module.parameters()) and not any(True for _ in module.buffers())
+
+
+def plain_chain(module: nn.Module) -> list[_Layer] | None:
+    """The layers of ``module`` if it is a plain chain the fast functional path runs by itself.
+
+    A plain chain is an ``nn.Sequential`` (nested ones included) of ``nn.Linear``, ``nn.Conv2d``
+    (zero padding) and layers without parameters or buffers (activations, pooling, flatten,
+    dropout); anything else returns None and runs through ``torch.func.functional_call``.
+    Running such a chain directly with ``F.linear`` / ``F.conv2d`` on the fast weights computes
+    exactly what ``functional_call`` computes, without its per-call re-parametrization of the
+    module, which under ``vmap`` costs about 15% of a sinusoid MAML step. Cached per module.
+    """
+    if module in _CHAINS:
+        return _CHAINS[module]
+
+    def walk(m: nn.Module, prefix: str) -> list[_Layer] | None:
+        if type(m) is nn.Sequential:
+            layers: list[_Layer] = []
+            for name, child in m.named_children():
+                inner = walk(child, f"{prefix}{name}.")
+                if inner is None:
+                    return None
+                layers += inner
+            return layers
+        if type(m) is nn.Linear:
+            return [("linear", m, prefix)]
+        if type(m) is nn.Conv2d and m.padding_mode == "zeros":
+            return [("conv2d", m, prefix)]
+        if _stateless(m):
+            return [("call", m, prefix)]
+        return None
+
+    chain = walk(module, "") if not has_tied_weights(module) else None
+    _CHAINS[module] = chain
+    return chain
+
+
+def _has_hooks(module: nn.Module, chain: list[_Layer]) -> bool:
+    """Forward hooks (global, on the chain or on a layer) would be skipped by the fast path."""
+    hooks = nn.modules.module
+    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+        return True
+    modules = [module, *(m for _, m, _ in chain)]
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _run_chain(chain: list[_Layer], weights: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    for kind, layer, prefix in chain:
+        if kind == "linear":
+            x = F.linear(x, weights[prefix + "weight"], weights.get(prefix + "bias"))
+        elif kind == "conv2d":
+            x = F.conv2d(
+                x,
+                weights[prefix + "weight"],
+                weights.get(prefix + "bias"),
+                layer.stride,
+                layer.padding,
+                layer.dilation,
+                layer.groups,
+            )
+        else:
+            x = layer(x)
+    return x
+
+
 class FunctionalModel:
     """``module`` run with the weights in ``params`` (a name -> tensor dict); call it like the module.
 
@@ -126,6 +199,14 @@ class FunctionalModel:
             weights = dict(params)
         else:
             weights = dict(zip(self.params, params, strict=True))
+        chain = plain_chain(self.module)
+        if (
+            chain is not None
+            and len(args) == 1
+            and not kwargs
+            and not _has_hooks(self.module, chain)
+        ):
+            return _run_chain(chain, weights, args[0])
         return functional_call(
             self.module,
             (weights, self.buffers),
