@@ -248,6 +248,7 @@ class OmniglotTasks(TaskDistribution):
                 "class_ids": classes[i].tolist(),
                 "char_ids": self.char_id[char_index[i]].tolist(),
                 "rotations": (90 * rotation[i]).tolist(),
+                "drawers": (drawers[i] + 1).tolist(),  # per class: support drawers, then query
             }
             if split in self.shifts:
                 params["shift"] = list(self.shifts[split])
