@@ -275,15 +275,15 @@ def registry(quick: bool = False) -> dict[str, tuple[Callable[..., Case], tuple[
             (),
         ),
         "omniglot conv4 maml": (
-            lambda d, parity=True: conv4_maml_case(d, rounds=r(7), parity=parity),
+            lambda d, parity=True: conv4_maml_case(d, rounds=r(5), parity=parity),
             ("metagym.nets.conv4",),
         ),
         "omniglot conv4-nonorm maml": (
-            lambda d, parity=True: conv4_maml_case(d, norm=False, rounds=r(7), parity=parity),
+            lambda d, parity=True: conv4_maml_case(d, norm=False, rounds=r(5), parity=parity),
             ("metagym.nets.conv4",),
         ),
         "omniglot protonet": (
-            lambda d, parity=True: protonet_case(d, rounds=r(7), parity=parity),
+            lambda d, parity=True: protonet_case(d, rounds=r(5), parity=parity),
             ("metagym.nets.conv4", "metagym.learners.protonet"),
         ),
     }
