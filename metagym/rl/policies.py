@@ -55,7 +55,7 @@ class GaussianMLPPolicy(nn.Module):
 
     def forward(self, observations: Tensor) -> Distribution:
         """``observations (N, *obs_shape)`` -> ``Independent(Normal)``, batch ``(N,)``, event ``(act_dim,)``."""
-        mean = self.mean(observations.float().flatten(start_dim=1))
+        mean = self.mean(observations.to(self.log_std.dtype).flatten(start_dim=1))
         std = self.log_std.clamp_min(self.min_log_std).exp().expand_as(mean)
         return Independent(Normal(mean, std), 1)
 

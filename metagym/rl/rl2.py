@@ -296,6 +296,7 @@ class RL2(Learner):
             "policy_kwargs": {"lstm_hidden_size": hidden, "net_arch": [hidden]},
             **dict(ppo_kwargs or {}),
         }
+        kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * n_envs)
         self.ppo_kwargs = kwargs
         with isolated_rng(seed):
             self.ppo = RecurrentPPO(

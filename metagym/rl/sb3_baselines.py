@@ -164,6 +164,8 @@ class PPOBaseline(Learner):
             "batch_size": 500,
             **dict(fine_tune_kwargs or {}),
         }
+        for kwargs, envs in ((self.ppo_kwargs, n_envs), (self.fine_tune_kwargs, 1)):
+            kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * envs)
         self._PPO, self._DummyVecEnv = PPO, DummyVecEnv
         maker = _EnvMaker(distribution.env_fn, pool=True, oracle=mode == "oracle")
         self.vec_env = VecMonitor(DummyVecEnv([maker] * n_envs))
