@@ -57,8 +57,8 @@ PROFILES = {
     "quick": Profile(
         iterations={
             "maml": 8000,
-            "maml-fo": 4000,
-            "meta-sgd": 3000,
+            "maml-fo": 3000,
+            "meta-sgd": 2000,
             "blackbox": 4000,
             "pretrain": 2000,
             "oracle": 2000,
