@@ -326,7 +326,7 @@ class MAML(Learner):
     def query_loss(self, model: nn.Module, task: SupervisedTask) -> Tensor:
         return self.loss_fn(model(task.query.x), task.query.y)
 
-    # -- task batches for the vmap backend (MAML-RL overrides these two) -------------------------
+    # -- task batches for the vmap backend (other task types override these two) ---------------
     def batch_tasks(self, tasks: Sequence[SupervisedTask]) -> Any:
         """Stack ``tasks`` into a pytree of tensors with a leading task dimension."""
         try:
