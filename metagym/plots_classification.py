@@ -77,7 +77,7 @@ def plot_accuracy_by_split(results: dict[str, Any], path: str | Path) -> Path:
         1.0 / rows[0]["ways"] if rows and "ways" in rows[0] else 0, color="gray", ls=":", lw=1
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -21,7 +21,7 @@ BUDGET = {
     "matching": (40, 4, 0.55),
     "matching-fce": (40, 4, 0.55),
     "soft-nn": (40, 4, 0.55),
-    "maml": (30, 4, 0.4),
+    "maml": (40, 4, 0.4),
     "maml-fo": (40, 4, 0.4),
     "blackbox": (150, 8, 0.4),
     "pretrain": (40, 4, 0.35),
