@@ -105,8 +105,9 @@ class DistributedMetaBatch:
     """Splits meta-batches across ranks and all-reduces one learner's meta-gradients.
 
     Use :meth:`from_environment`, which returns None for a single-process run. While attached
-    (between construction and :meth:`close`), the learner's meta-optimizer all-reduces the
-    gradients before each step.
+    (between :meth:`attach` and :meth:`close`), the learner's meta-optimizer all-reduces the
+    gradients before each step; a learner that updates its weights some other way (e.g. MAML-RL's
+    TRPO step) is refused by :meth:`end_step` rather than left to drift apart across ranks.
 
     Args:
         learner: a :class:`metagym.learners.Learner` (an ``nn.Module`` with ``optimizer``).
@@ -128,7 +129,8 @@ class DistributedMetaBatch:
         self.device = next(learner.parameters()).device
         self.weight = 1.0
         self.broadcast_state(learner)
-        self._hook = learner.optimizer.register_step_pre_hook(self._before_step)
+        self._hook: Any = None
+        self._reductions = 0
 
     @classmethod
     def from_environment(cls, learner: nn.Module, meta_batch: int) -> DistributedMetaBatch | None:
@@ -147,9 +149,16 @@ class DistributedMetaBatch:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def attach(self) -> None:
+        """All-reduce the gradients before every step of the learner's meta-optimizer."""
+        if self._hook is None:
+            self._hook = self.learner.optimizer.register_step_pre_hook(self._before_step)
+
     def close(self) -> None:
         """Detach from the learner's optimizer (the process group stays for later runs)."""
-        self._hook.remove()
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     # -- tasks ---------------------------------------------------------------------------------
     def shard(self, tasks: Sequence[T]) -> list[T]:
@@ -160,6 +169,7 @@ class DistributedMetaBatch:
 
     # -- collectives ---------------------------------------------------------------------------
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._reductions += 1
         self.all_reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
 
     def all_reduce_gradients(self, params: Sequence[torch.Tensor]) -> None:
@@ -182,6 +192,35 @@ class DistributedMetaBatch:
         for p in reduced:
             p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
             offset += p.numel()
+
+    def end_step(self, metrics: dict[str, float]) -> dict[str, float]:
+        """After a ``meta_train_step``: check that its update went through the meta-optimizer
+        (so the gradients were all-reduced) and return the metrics averaged over ranks."""
+        if self._reductions == 0:
+            name = getattr(self.learner, "name", type(self.learner).__name__)
+            raise RuntimeError(
+                f"learner {name!r} updated its weights without a step of its optimizer "
+                "(learner.optimizer), so its meta-gradients cannot be all-reduced across "
+                "processes; train it in a single process"
+            )
+        self._reductions = 0
+        return self.reduce_metrics(metrics)
+
+    def check_in_sync(self) -> None:
+        """Raise if the learner's weights differ across ranks (they should be identical)."""
+        with torch.no_grad():
+            total = sum(
+                (p.detach().double().sum() for p in self.learner.parameters()),
+                torch.zeros((), dtype=torch.float64, device=self.device),
+            )
+            low, high = total.clone(), total.clone()
+            dist.all_reduce(low, op=dist.ReduceOp.MIN)
+            dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if float(high - low) > 1e-9 * max(1.0, abs(float(total))):
+            raise RuntimeError(
+                f"the learner's weights differ across processes (sums from {float(low)} to "
+                f"{float(high)}); its meta-training step is not deterministic across ranks"
+            )
 
     def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """Share-weighted average of every rank's metrics (the whole meta-batch's means)."""

@@ -132,6 +132,8 @@ def train(
         dynamic_ncols=True,
     )
     try:
+        if distributed is not None:
+            distributed.attach()
         for index in bar:
             iteration = index + 1
             tasks = distribution.sample(config.meta_batch, config.split, generator)
@@ -140,7 +142,7 @@ def train(
             tasks = [t.to(learner.device) for t in tasks]
             metrics = learner.meta_train_step(tasks)
             if distributed is not None:
-                metrics = distributed.reduce_metrics(metrics)
+                metrics = distributed.end_step(metrics)
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
             if bad:
                 raise TrainingDiverged(
@@ -160,6 +162,8 @@ def train(
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in row.items()})
                 sums, count, tick = {}, 0, time.perf_counter()
             if iteration % config.checkpoint_every == 0 or last:
+                if distributed is not None:
+                    distributed.check_in_sync()
                 if not _all_finite(learner):
                     raise TrainingDiverged(
                         f"{learner.name}: weights became non-finite by iteration {iteration}; "

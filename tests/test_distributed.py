@@ -46,15 +46,34 @@ def _run(out: Path, name: str, iterations: int, resume: bool = False) -> Path:
     )
 
 
+class _ManualUpdate(MAML):
+    """Updates its weights without its optimizer (as a TRPO step does): not all-reducible."""
+
+    def meta_train_step(self, tasks):
+        self.zero_grad()
+        self.compute_meta_gradients(tasks)
+        with torch.no_grad():
+            for p in self.parameters():
+                p -= 1e-3 * p.grad
+        return {}
+
+
 def _worker(out: Path) -> None:
-    """What each torchrun process runs: both learners, then a resumed run."""
+    """What each torchrun process runs: both learners, a resumed run, a refused learner."""
     torch.set_num_threads(1)
     for name in LEARNERS:
         _run(out, name, ITERATIONS)
     _run(out / "resume", "maml-vmap", ITERATIONS - 2)
     _run(out / "resume", "maml-vmap", ITERATIONS, resume=True)
+    manual = build_seeded(lambda: _ManualUpdate(mlp(1, [4], 1)), 0)
+    try:
+        train(manual, SinusoidTasks(5), TrainConfig(2, **CONFIG), out / "manual", progress=False)
+    except RuntimeError as error:
+        refused = "without a step of its optimizer" in str(error)
+    else:
+        refused = False
     if is_main_process():
-        (out / "done").write_text("ok")
+        (out / "done").write_text("refused" if refused else "not refused")
 
 
 def test_shard_bounds_cover_the_meta_batch_exactly():
@@ -92,7 +111,8 @@ def test_two_gloo_processes_match_a_single_process_run(tmp_path):
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert (tmp_path / "multi" / "done").exists()
+    # A learner that bypasses its optimizer is refused instead of drifting apart across ranks.
+    assert (tmp_path / "multi" / "done").read_text() == "refused"
 
     for name in LEARNERS:
         single = _run(tmp_path / "single", name, ITERATIONS)
