@@ -146,13 +146,12 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
     return chain
 
 
-def _has_hooks(module: nn.Module, chain: list[_Layer]) -> bool:
-    """Forward hooks (global, on the chain or on a layer) would be skipped by the fast path."""
+def _has_hooks(module: nn.Module) -> bool:
+    """Forward hooks (global, or on any submodule) would be skipped by the fast path."""
     hooks = nn.modules.module
     if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
         return True
-    modules = [module, *(m for _, m, _ in chain)]
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
 def _run_chain(chain: list[_Layer], weights: Mapping[str, Tensor], x: Tensor) -> Tensor:
@@ -202,12 +201,7 @@ class FunctionalModel:
         else:
             weights = dict(zip(self.params, params, strict=True))
         chain = plain_chain(self.module)
-        if (
-            chain is not None
-            and len(args) == 1
-            and not kwargs
-            and not _has_hooks(self.module, chain)
-        ):
+        if chain is not None and len(args) == 1 and not kwargs and not _has_hooks(self.module):
             return _run_chain(chain, weights, args[0])
         return functional_call(
             self.module,
