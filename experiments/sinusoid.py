@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from metagym.distributed import is_main_process
 from metagym.experiment import (
     LearnerSpec,
     check_names,
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
         device=args.device,
         progress=not args.no_progress,
     )
+    if not is_main_process():
+        return results  # under torchrun, rank 0 writes the files
     write_json_atomic(example_fits(distribution, trained, args.seed), out_dir / "examples.json")
     plots = [
         plot_metric_vs_steps(results, out_dir / "metric_vs_steps.png"),

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from metagym.distributed import is_main_process
 from metagym.evaluate import evaluate
 from metagym.learners.base import Learner
 from metagym.results import read_results, write_markdown, write_results
@@ -83,6 +84,7 @@ def run_experiment(
     for split in splits:
         distribution.check_split(split)
     out_dir.mkdir(parents=True, exist_ok=True)
+    main = is_main_process()  # under torchrun only rank 0 writes files
     learners: dict[str, Learner] = {}
     rows: list[dict[str, Any]] = []
     tasks = {s: distribution.sample(eval_tasks, s, split_generator(seed, s)) for s in splits}
@@ -99,12 +101,15 @@ def run_experiment(
             progress=progress,
         )
         learner.after_training(distribution, make_generator(seed + 1))
-        learner.save(run_dir / "learner.pt")
+        if main:
+            learner.save(run_dir / "learner.pt")
         learners[spec.name] = learner
         for split in splits:
             rows += evaluate(learner, distribution, split, tasks[split], steps, progress=progress)
     # Configs after training: they include values tuned by after_training (e.g. step sizes).
     config = {**config, "learners": {name: learner.config() for name, learner in learners.items()}}
+    if not main:
+        return {"seed": seed, "config": config, "rows": rows}, learners
     write_results(out_dir / "results.json", rows, config=config, seed=seed)
     results = read_results(out_dir / "results.json")
     write_markdown(out_dir / "results.md", results, title=f"{distribution.domain} results")
