@@ -11,6 +11,7 @@ runs/<name>/{metrics.csv, checkpoint.pt, learner.pt}. Redraw plots with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -28,6 +29,7 @@ from metagym.experiment import (
     split_generator,
 )
 from metagym.learners import MAML, BlackBoxRegressor, Learner, Oracle, PretrainFineTune
+from metagym.learners.maml import BACKENDS
 from metagym.nets import mlp
 from metagym.plots import plot_metric_vs_steps, plot_regression_examples, plot_training_curves
 from metagym.results import write_json_atomic
@@ -51,6 +53,7 @@ class Profile:
     train_steps: int = 1
     log_every: int = 100
     checkpoint_every: int = 1000
+    backend: str = "higher"
 
 
 PROFILES = {
@@ -98,6 +101,7 @@ def build_learner(name: str, profile: Profile) -> Learner:
             first_order=name == "maml-fo",
             meta_sgd=name == "meta-sgd",
             meta_lr=profile.meta_lr,
+            backend=profile.backend,
         )
     if name == "blackbox":
         return BlackBoxRegressor(1, 1, hidden=64, meta_lr=profile.meta_lr)
@@ -161,6 +165,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--iterations", type=int, default=None, help="override every learner's iterations"
     )
+    parser.add_argument(
+        "--backend",
+        default="higher",
+        choices=BACKENDS,
+        help="MAML backend: higher (the reference) or vmap (task-batched, ~9x faster)",
+    )
     parser.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument(
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     distribution = SinusoidTasks(shots=args.shots)
     out_dir = check_out_dir(args.out)
-    profile = PROFILES[args.profile]
+    profile = dataclasses.replace(PROFILES[args.profile], backend=args.backend)
     if args.iterations is not None:
         if args.iterations < 1:
             raise SystemExit(f"error: --iterations must be >= 1, got {args.iterations}")
