@@ -58,6 +58,7 @@ def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path
                 label=learner,
             )
         ax.set_xscale("symlog", linthresh=100)
+        ax.set_xlim(left=-10)
         ax.set_title(f"{split} ({'trial total' if scored == 'trial' else 'episode return'})")
         ax.set_xlabel("environment steps on the task before the scored episode")
         ax.set_ylabel(f"{mine[0]['metric']} (mean ± 95%)")
