@@ -313,6 +313,17 @@ def main(argv: list[str] | None = None) -> dict:
     )
     rows: list[dict[str, Any]] = []
     timings: dict[str, dict[str, float]] = {}
+    results_path = out_dir / "results.json"
+    if args.resume and results_path.exists():
+        # Keep the rows (and timings) of learners this invocation does not run.
+        previous = read_results(results_path)
+        rows = [r for r in previous["rows"] if r["learner"] not in learners]
+        timings = {
+            k: v for k, v in previous["config"].get("timings", {}).items() if k not in learners
+        }
+        config["learners"] = {
+            k: v for k, v in previous["config"].get("learners", {}).items() if k not in learners
+        }
     trained: dict[str, Learner] = {}
     for name in learners:
         on_trials = name in TRIAL_LEARNERS or (name == "random" and bandit)
@@ -369,7 +380,8 @@ def main(argv: list[str] | None = None) -> dict:
     plots = [
         plot_return_vs_adaptation(results, out_dir / "return_vs_adaptation.png"),
         plot_rl_training(
-            {n: out_dir / "runs" / n for n in learners}, out_dir / "training_curves.png"
+            {r["learner"]: out_dir / "runs" / r["learner"] for r in results["rows"]},
+            out_dir / "training_curves.png",
         ),
     ]
     if "maml" in trained and "Navigation2D" in distribution.name:
