@@ -156,6 +156,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--eval-episodes", type=int, default=None, help="override episodes per scored task"
     )
     parser.add_argument(
+        "--eval-tasks", type=int, default=None, help="override evaluated tasks per split"
+    )
+    parser.add_argument(
         "--episodes-per-trial", type=int, default=None, help="RL^2 trial length (bandits: 10)"
     )
     parser.add_argument(
@@ -271,7 +274,9 @@ def main(argv: list[str] | None = None) -> dict:
         profile.maml_steps = tuple(int(s) for s in args.maml_steps.split(","))
     if args.eval_episodes is not None:
         profile.eval_episodes = args.eval_episodes
-    for label in ("meta_batch", "iterations", "fast_batch", "eval_episodes"):
+    if args.eval_tasks is not None:
+        profile.eval_tasks = args.eval_tasks
+    for label in ("meta_batch", "iterations", "fast_batch", "eval_episodes", "eval_tasks"):
         value = getattr(args, label)
         if value is not None and value < 1:
             raise ValueError(f"--{label.replace('_', '-')} must be >= 1, got {value}")
