@@ -26,11 +26,8 @@ SECTION = "## Plug in your own environment"
 
 
 def plugin_section() -> str:
-    """The README's plug-in section (docs/plugin.md until it is merged into the README)."""
-    readme = ROOT / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    if SECTION not in text:
-        text = (ROOT / "docs" / "plugin.md").read_text()
+    """The README's plug-in section."""
+    text = (ROOT / "README.md").read_text()
     section = text[text.index(SECTION) + len(SECTION) :]
     return section.split("\n## ")[0]
 
