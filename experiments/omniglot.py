@@ -106,14 +106,14 @@ PROFILES = {
     # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (see docs/omniglot.md).
     "quick": Profile(
         iterations={
-            "protonet": 500,
-            "matching": 400,
-            "matching-fce": 400,
-            "soft-nn": 200,
+            "protonet": 1500,
+            "matching": 1200,
+            "matching-fce": 1200,
+            "soft-nn": 500,
             "maml": 800,
             "maml-fo": 800,
-            "blackbox": 600,
-            "pretrain": 400,
+            "blackbox": 1000,
+            "pretrain": 1000,
         },
         meta_batch={
             "protonet": 1,
