@@ -9,11 +9,13 @@ from metagym.tasks.base import (
     stack_tasks,
 )
 from metagym.tasks.gym import GymTaskDistribution, RLTask
+from metagym.tasks.omniglot import OmniglotTasks
 from metagym.tasks.sinusoid import SinusoidTasks
 
 __all__ = [
     "Examples",
     "GymTaskDistribution",
+    "OmniglotTasks",
     "RLTask",
     "SinusoidTasks",
     "SupervisedTask",
