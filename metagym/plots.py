@@ -1,6 +1,8 @@
 """Plots drawn only from results files, so they can be redrawn without retraining.
 
-``python -m metagym.plots DIR`` redraws every plot of an experiment folder.
+``python -m metagym.plots DIR`` redraws every plot of an experiment folder, whatever its domain
+(classification plots live in :mod:`metagym.plots_classification`, RL plots in
+:mod:`metagym.plots_rl`).
 """
 
 from __future__ import annotations
@@ -148,24 +150,27 @@ def plot_training_curves(run_dirs: dict[str, Path], path: str | Path) -> Path | 
 
 
 def redraw(out_dir: str | Path) -> list[Path]:
-    """Redraw every plot of an experiment folder from its results files."""
+    """Redraw every plot of an experiment folder from its results files (any domain)."""
     out_dir = Path(out_dir)
-    drawn = [
-        plot_metric_vs_steps(
-            read_results(out_dir / "results.json"), out_dir / "metric_vs_steps.png"
-        )
-    ]
+    results = read_results(out_dir / "results.json")
+    domain = results["rows"][0]["domain"] if results["rows"] else ""
+    if domain == "omniglot":
+        from metagym.plots_classification import redraw as redraw_classification
+
+        return redraw_classification(out_dir)
+    if domain == "rl":
+        from metagym.plots_rl import redraw as redraw_rl
+
+        return redraw_rl(out_dir)
+    drawn = [plot_metric_vs_steps(results, out_dir / "metric_vs_steps.png")]
     examples = out_dir / "examples.json"
     if examples.exists():
-        drawn.append(
-            plot_regression_examples(json.loads(examples.read_text()), out_dir / "examples.png")
-        )
+        examples_data = json.loads(examples.read_text())
+        drawn.append(plot_regression_examples(examples_data, out_dir / "examples.png"))
     runs = out_dir / "runs"
     if runs.is_dir():
-        curve = plot_training_curves(
-            {d.name: d for d in sorted(runs.iterdir()) if d.is_dir()},
-            out_dir / "training_curves.png",
-        )
+        run_dirs = {d.name: d for d in sorted(runs.iterdir()) if d.is_dir()}
+        curve = plot_training_curves(run_dirs, out_dir / "training_curves.png")
         if curve:
             drawn.append(curve)
     return drawn
