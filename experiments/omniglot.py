@@ -103,7 +103,7 @@ class Profile:
 
 
 PROFILES = {
-    # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (see docs/omniglot.md).
+    # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (README, Omniglot section).
     "quick": Profile(
         iterations={
             "protonet": 1500,
