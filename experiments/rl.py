@@ -4,7 +4,7 @@
     python experiments/rl.py --env metagym/Bandit-v0 --env-kwargs '{"k": 5}' --learners rl2,ucb1,thompson,random --profile quick --out runs/bandit
 
 ``--env`` is a registered id or an importable ``module:Class`` / ``module:factory`` whose
-environment has ``sample_tasks`` and ``set_task`` (see docs/rl.md).
+environment has ``sample_tasks`` and ``set_task`` (see the README, "Meta-reinforcement learning").
 
 Learners: ``maml`` (MAML-RL: policy-gradient inner step, TRPO outer step), ``pretrain-pg`` (the
 MAML paper's pretrained baseline: TRPO on the task mixture, fine-tuned by the same policy-gradient

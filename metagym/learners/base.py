@@ -33,7 +33,9 @@ class Learner(nn.Module, ABC):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """The device of the learner's weights (CPU for a learner without weights)."""
+        first = next(self.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
 
     @abstractmethod
     def meta_train_step(self, tasks: Sequence[Any]) -> dict[str, float]:

@@ -1,5 +1,8 @@
-"""Reinforcement learning: vectorized episode collection over batches of tasks (:mod:`.sampler`)."""
+"""Reinforcement learning: vectorized episode collection (:mod:`.sampler`), MAML-RL
+(:mod:`.maml_rl`), RL^2 (:mod:`.rl2`), stable-baselines3 and bandit baselines."""
 
+from metagym.rl.maml_rl import MAMLRL  # noqa: E402  (after the sampler it builds on)
+from metagym.rl.rl2 import RL2, RL2TrialWrapper, TrialTaskDistribution  # noqa: E402
 from metagym.rl.sampler import (
     Episodes,
     EpisodeSampler,
@@ -10,8 +13,15 @@ from metagym.rl.sampler import (
     episode_seed,
     random_policy,
 )
+from metagym.rl.sb3_baselines import PPOBaseline, RandomLearner  # noqa: E402
 
 __all__ = [
+    "MAMLRL",
+    "PPOBaseline",
+    "RL2",
+    "RL2TrialWrapper",
+    "RandomLearner",
+    "TrialTaskDistribution",
     "EpisodeSampler",
     "Episodes",
     "Policy",
