@@ -10,7 +10,7 @@ distribution), examples.json (one test task with every learner's predictions), a
 accuracy_by_split.png, accuracy_vs_shift.png, accuracy_vs_steps.png, task_grid.png; per learner
 learners/<name>/ holds that learner's own results and runs/<name>/{metrics.csv, checkpoint.pt,
 learner.pt}. Learners run in parallel worker processes (``--jobs``), one thread each by default.
-Redraw the plots with ``python -m metagym.plots_classification DIR``.
+Redraw the plots with ``python -m metagym.plots DIR``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Plots of few-shot classification experiments, drawn only from their results files.
 
-``python -m metagym.plots_classification DIR`` redraws every plot of an Omniglot experiment folder
+``python -m metagym.plots DIR`` redraws every plot of an Omniglot experiment folder
 (``results.json``, ``steps_sweep.json``, ``examples.json``).
 
 The results config may hold ``report_steps`` (``{learner: steps}``: the row of a gradient learner
@@ -10,7 +10,6 @@ level]}``: the OOD splits and their shift levels).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -238,14 +237,3 @@ def redraw(out_dir: str | Path) -> list[Path]:
             )
         )
     return drawn
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out_dir", help="an Omniglot experiment folder holding results.json")
-    for path in redraw(parser.parse_args(argv).out_dir):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,11 +1,10 @@
 """Plots of the reinforcement-learning experiment, drawn from its results files only.
 
-``python -m metagym.plots_rl DIR`` redraws them.
+``python -m metagym.plots DIR`` redraws them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -166,14 +165,3 @@ def redraw(out_dir: str | Path) -> list[Path]:
             )
         )
     return drawn
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out_dir", help="an RL experiment folder holding results.json")
-    for path in redraw(parser.parse_args(argv).out_dir):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()
