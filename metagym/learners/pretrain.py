@@ -7,6 +7,7 @@ so the two differ only in how the initialization was trained.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -18,7 +19,41 @@ from metagym.tasks.base import SupervisedTask, stack_tasks
 DEFAULT_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 
 
-class PretrainFineTune(MAML):
+class StepSizeTuning:
+    """Fine-tuning step size held by ``self.inner_optimizer`` and tuned on ``val`` after training.
+
+    Mixed into the fine-tuning baselines, which set ``inner_optimizer``, ``lr_grid`` and
+    ``tune_tasks`` and implement ``adapt``.
+    """
+
+    @property
+    def fine_tune_lr(self) -> float:
+        return self.inner_optimizer.param_groups[0]["lr"]
+
+    def set_fine_tune_lr(self, lr: float) -> None:
+        for group in self.inner_optimizer.param_groups:
+            group["lr"] = lr
+
+    def after_training(self, distribution, generator: torch.Generator) -> dict[str, float]:
+        """Pick the step size of ``lr_grid`` with the best mean ``val`` score after ``eval_steps``."""
+        if not self.lr_grid:
+            return {"fine_tune_lr": self.fine_tune_lr}
+        was_training = self.training
+        self.eval()
+        tasks = [t.to(self.device) for t in distribution.sample(self.tune_tasks, "val", generator)]
+        sign = 1.0 if distribution.lower_is_better else -1.0
+        best_lr, best_score = self.fine_tune_lr, math.inf
+        for lr in self.lr_grid:
+            self.set_fine_tune_lr(lr)
+            score = sign * sum(distribution.score(self.adapt(t), t) for t in tasks) / len(tasks)
+            if math.isfinite(score) and score < best_score:
+                best_lr, best_score = lr, score
+        self.set_fine_tune_lr(best_lr)
+        self.train(was_training)
+        return {"fine_tune_lr": best_lr}
+
+
+class PretrainFineTune(StepSizeTuning, MAML):
     """Joint training on pooled tasks, SGD fine-tuning at test time.
 
     Args:
@@ -54,14 +89,6 @@ class PretrainFineTune(MAML):
         self.lr_grid = tuple(lr_grid)
         self.tune_tasks = tune_tasks
 
-    @property
-    def fine_tune_lr(self) -> float:
-        return self.inner_optimizer.param_groups[0]["lr"]
-
-    def set_fine_tune_lr(self, lr: float) -> None:
-        for group in self.inner_optimizer.param_groups:
-            group["lr"] = lr
-
     def config(self) -> dict:
         return {
             "name": self.name,
@@ -80,19 +107,3 @@ class PretrainFineTune(MAML):
         loss.backward()
         self.optimizer.step()
         return {"losses/pooled": float(loss.detach())}
-
-    def after_training(self, distribution, generator: torch.Generator) -> dict[str, float]:
-        """Pick the fine-tuning step size with the best ``val`` score after ``eval_steps`` steps."""
-        if not self.lr_grid:
-            return {"fine_tune_lr": self.fine_tune_lr}
-        tasks = [t.to(self.device) for t in distribution.sample(self.tune_tasks, "val", generator)]
-        sign = 1.0 if distribution.lower_is_better else -1.0
-        best_lr, best_score = self.fine_tune_lr, float("inf")
-        for lr in self.lr_grid:
-            self.set_fine_tune_lr(lr)
-            scores = torch.tensor([distribution.score(self.adapt(t), t) for t in tasks])
-            score = sign * float(scores.mean())
-            if torch.isfinite(torch.tensor(score)) and score < best_score:
-                best_lr, best_score = lr, score
-        self.set_fine_tune_lr(best_lr)
-        return {"fine_tune_lr": best_lr}

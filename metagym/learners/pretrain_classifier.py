@@ -18,12 +18,13 @@ from torch.nn import functional as F
 
 from metagym.learners.base import Learner, Predictor, check_positive
 from metagym.learners.maml import adapted_model
+from metagym.learners.pretrain import StepSizeTuning
 from metagym.tasks.base import SupervisedTask
 
 DEFAULT_LR_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 
-class PretrainClassifier(Learner):
+class PretrainClassifier(StepSizeTuning, Learner):
     """Classifier pretrained on all training classes; a fresh head fine-tuned per task.
 
     Args:
@@ -74,14 +75,6 @@ class PretrainClassifier(Learner):
         self.optimizer = torch.optim.Adam(
             [*self.backbone.parameters(), *self.classifier.parameters()], lr=meta_lr
         )
-
-    @property
-    def fine_tune_lr(self) -> float:
-        return self.inner_optimizer.param_groups[0]["lr"]
-
-    def set_fine_tune_lr(self, lr: float) -> None:
-        for group in self.inner_optimizer.param_groups:
-            group["lr"] = lr
 
     def config(self) -> dict:
         return {
@@ -153,21 +146,3 @@ class PretrainClassifier(Learner):
     def adapt(self, task: SupervisedTask, steps: int | None = None) -> Predictor:
         steps = self.eval_steps if steps is None else steps
         return self.adapt_steps(task, [steps])[steps]
-
-    def after_training(self, distribution, generator: torch.Generator) -> dict[str, float]:
-        """Pick the fine-tuning step size with the best ``val`` accuracy after ``eval_steps``."""
-        if not self.lr_grid:
-            return {"fine_tune_lr": self.fine_tune_lr}
-        was_training = self.training
-        self.eval()
-        tasks = [t.to(self.device) for t in distribution.sample(self.tune_tasks, "val", generator)]
-        sign = 1.0 if distribution.lower_is_better else -1.0
-        best_lr, best_score = self.fine_tune_lr, float("inf")
-        for lr in self.lr_grid:
-            self.set_fine_tune_lr(lr)
-            score = sign * sum(distribution.score(self.adapt(t), t) for t in tasks) / len(tasks)
-            if score < best_score:
-                best_lr, best_score = lr, score
-        self.set_fine_tune_lr(best_lr)
-        self.train(was_training)
-        return {"fine_tune_lr": best_lr}
