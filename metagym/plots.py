@@ -22,6 +22,14 @@ from metagym.logging import read_metrics  # noqa: E402
 from metagym.results import read_results  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (PNG), close it, return the path."""
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = min(n, 3)
     return math.ceil(n / cols), cols
@@ -85,10 +93,7 @@ def plot_metric_vs_steps(results: dict[str, Any], path: str | Path) -> Path:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_regression_examples(examples: dict[str, Any], path: str | Path) -> Path:
@@ -113,10 +118,7 @@ def plot_regression_examples(examples: dict[str, Any], path: str | Path) -> Path
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_training_curves(run_dirs: dict[str, Path], path: str | Path) -> Path | None:
@@ -143,10 +145,7 @@ def plot_training_curves(run_dirs: dict[str, Path], path: str | Path) -> Path | 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def redraw(out_dir: str | Path) -> list[Path]:

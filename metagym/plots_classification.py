@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from metagym.plots import save_figure
 from metagym.results import read_results  # noqa: E402
 
 
@@ -78,10 +79,7 @@ def plot_accuracy_by_split(results: dict[str, Any], path: str | Path) -> Path:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_accuracy_vs_shift(
@@ -127,10 +125,7 @@ def plot_accuracy_vs_shift(
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_accuracy_vs_steps(sweep: dict[str, Any], path: str | Path) -> Path | None:
@@ -163,10 +158,7 @@ def plot_accuracy_vs_steps(sweep: dict[str, Any], path: str | Path) -> Path | No
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_task_grid(examples: dict[str, Any], path: str | Path) -> Path:
@@ -210,10 +202,7 @@ def plot_task_grid(examples: dict[str, Any], path: str | Path) -> Path:
         fontsize=8,
     )
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def redraw(out_dir: str | Path) -> list[Path]:

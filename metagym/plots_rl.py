@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from metagym.logging import read_metrics  # noqa: E402
+from metagym.plots import save_figure
 from metagym.results import read_results  # noqa: E402
 
 
@@ -66,10 +67,7 @@ def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_rl_training(run_dirs: dict[str, Path], path: str | Path) -> Path | None:
@@ -95,10 +93,7 @@ def plot_rl_training(run_dirs: dict[str, Path], path: str | Path) -> Path | None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def navigation_trajectories(learner, distribution, tasks, steps=(0, 1), episodes: int = 2) -> dict:
@@ -136,10 +131,7 @@ def plot_navigation_trajectories(data: dict, path: str | Path) -> Path:
         ax.set_title(f"{data['learner']} ({task['split']})", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def redraw(out_dir: str | Path) -> list[Path]:
