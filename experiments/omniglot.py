@@ -63,7 +63,16 @@ EPISODIC = ("protonet", "matching", "matching-fce", "soft-nn")
 GRADIENT = ("maml", "maml-fo", "pretrain")
 SWEEP_STEPS = tuple(range(11))
 #: Rough relative cost, to start the slowest learners first.
-COST = {"maml": 10, "maml-fo": 6, "blackbox": 4, "protonet": 4, "matching-fce": 4, "matching": 3}
+COST = {
+    "maml": 10,
+    "protonet": 10,
+    "blackbox": 9,
+    "maml-fo": 6,
+    "pretrain": 5,
+    "matching-fce": 4,
+    "matching": 3,
+    "soft-nn": 2,
+}
 
 
 @dataclass
@@ -106,13 +115,13 @@ PROFILES = {
     # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (README, Omniglot section).
     "quick": Profile(
         iterations={
-            "protonet": 1500,
+            "protonet": 3000,
             "matching": 1200,
             "matching-fce": 1200,
             "soft-nn": 500,
             "maml": 800,
             "maml-fo": 800,
-            "blackbox": 1000,
+            "blackbox": 1500,
             "pretrain": 1000,
         },
         meta_batch={
@@ -129,8 +138,6 @@ PROFILES = {
         train_queries=5,
         eval_tasks=600,
         sweep_tasks=200,
-        shear_levels=(0.3, 0.6),
-        scale_levels=(0.7, 0.4),
         maml_meta_batch_scale=0.25,
     ),
     # The papers' settings, for a GPU: Prototypical Networks train 60-way episodes with 5 queries

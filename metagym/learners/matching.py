@@ -111,7 +111,7 @@ class MatchingNetwork(EpisodicLearner):
             **super().config(),
             "fce": self.fce is not None,
             "read_steps": self.read_steps,
-            "scale": float(self.log_scale.exp()),
+            "scale": float(self.log_scale.detach().exp()),
             "learn_scale": self.learn_scale,
         }
 

@@ -102,6 +102,6 @@ def test_policy_gradient_loss_and_gradient_by_hand():
         logp = -0.5 * (a - w * o) ** 2 - 0.5 * math.log(2 * math.pi)
         terms.append(logp * A)
         grads.append((a - w * o) * o * A)  # d logp / dw * A
-    assert math.isclose(float(loss), -sum(terms) / 3, rel_tol=1e-5)
+    assert math.isclose(float(loss.detach()), -sum(terms) / 3, rel_tol=1e-5)
     loss.backward()
     assert math.isclose(float(policy.w.grad), -sum(grads) / 3, rel_tol=1e-5)
