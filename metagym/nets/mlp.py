@@ -7,12 +7,18 @@ from collections.abc import Sequence
 from torch import nn
 
 
-def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
-    """Linear layers with ReLU between them; input ``(..., in_features)``, output ``(..., out)``."""
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    activation: type[nn.Module] = nn.ReLU,
+) -> nn.Sequential:
+    """Linear layers with ``activation`` between them (ReLU by default; the RL policies use Tanh);
+    input ``(..., in_features)``, output ``(..., out_features)``."""
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [nn.Linear(width, h), activation()]
         width = h
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)

@@ -21,8 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
-from metagym.learners.base import Predictor
-from metagym.learners.maml import MAML, adapted_model, functional_predictor
+from metagym.learners.maml import MAML, adapted_model
 from metagym.rl.baselines import LinearFeatureBaseline
 from metagym.rl.policies import detach_distribution, task_batched_policy
 from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
@@ -166,7 +165,7 @@ class MAMLRL(MAML):
             model, episodes, advantages(episodes, self.gamma, self.gae_lambda)
         )
 
-    def _adapt(
+    def _adapted(
         self,
         task: Any,
         *,
@@ -222,7 +221,7 @@ class MAMLRL(MAML):
         for task, cache in zip(tasks, caches, strict=True):
             with (
                 torch.enable_grad(),
-                self._adapt(
+                self._adapted(
                     task,
                     steps=self.train_steps,
                     meta_grad=False,
@@ -250,7 +249,7 @@ class MAMLRL(MAML):
             for b, task in enumerate(tasks):
                 with (
                     torch.enable_grad(),
-                    self._adapt(
+                    self._adapted(
                         task, steps=self.train_steps, meta_grad=differentiable, cache=caches[b]
                     ) as adaptation,
                 ):
@@ -327,18 +326,6 @@ class MAMLRL(MAML):
             return total / len(fast)
 
         return product
-
-    # -- adaptation --------------------------------------------------------------------------
-    def adapt_steps(self, task: Any, steps: Iterable[int]) -> dict[int, Predictor]:
-        steps = sorted(set(steps))
-        if any(s < 0 for s in steps):
-            raise ValueError(f"adaptation steps must be >= 0, got {steps}")
-        with (
-            torch.enable_grad(),
-            self._adapt(task, steps=max(steps), meta_grad=False, snapshots=steps) as adaptation,
-        ):
-            fmodel = adaptation.model
-        return {s: functional_predictor(fmodel, adaptation.snapshots[s]) for s in steps}
 
 
 def _cat_episodes(parts: Sequence[Episodes]) -> Episodes:

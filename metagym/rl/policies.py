@@ -17,15 +17,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-
-def _mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = in_features
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.Tanh()]
-        width = h
-    layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
+from metagym.nets.mlp import mlp
 
 
 class GaussianMLPPolicy(nn.Module):
@@ -49,7 +41,7 @@ class GaussianMLPPolicy(nn.Module):
         min_std: float = 1e-6,
     ):
         super().__init__()
-        self.mean = _mlp(obs_dim, hidden, act_dim)
+        self.mean = mlp(obs_dim, hidden, act_dim, nn.Tanh)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
@@ -65,7 +57,7 @@ class CategoricalMLPPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (64, 64)):
         super().__init__()
-        self.logits = _mlp(obs_dim, hidden, n_actions)
+        self.logits = mlp(obs_dim, hidden, n_actions, nn.Tanh)
 
     def forward(self, observations: Tensor) -> Distribution:
         return Categorical(logits=self.logits(observations.float().flatten(start_dim=1)))
