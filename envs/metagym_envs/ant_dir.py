@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
-from metagym_envs.core import TaskEnvMixin, check_number
+from metagym_envs.core import ParameterizedEnvMixin, check_number
 
 
-class AntDirEnv(TaskEnvMixin, AntEnv):
+class AntDirEnv(ParameterizedEnvMixin, AntEnv):
     """Gymnasium's Ant-v5 rewarded for its velocity along a goal direction in the plane.
 
     - Observation and action: those of Ant-v5 (float64 shape ``(105,)``; float32 shape ``(8,)``
@@ -54,11 +54,6 @@ class AntDirEnv(TaskEnvMixin, AntEnv):
     def _apply_task(self, task: dict[str, Any]) -> None:
         self._goal_direction = (math.cos(task["angle"]), math.sin(task["angle"]))
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._reset_task_option(options)
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self._with_task(info)
-
     def step(self, action):
         observation, reward, terminated, truncated, info = super().step(action)
         # Replace Ant-v5's forward (+x) reward by the velocity along the goal direction.
@@ -68,4 +63,4 @@ class AntDirEnv(TaskEnvMixin, AntEnv):
         )
         reward = reward - info["reward_forward"] + forward
         info["reward_forward"] = forward
-        return observation, reward, terminated, truncated, self._with_task(info)
+        return observation, reward, terminated, truncated, info

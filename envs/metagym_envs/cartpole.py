@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from metagym_envs.core import TaskEnvMixin, check_number
+from metagym_envs.core import ParameterizedEnvMixin, check_number
 
 #: Split ranges (low, high) per parameter; ``test`` uses the ``train`` ranges.
 SPLIT_RANGES = {
@@ -40,7 +40,7 @@ VALID_RANGES = {
 }
 
 
-class CartPoleParamsEnv(TaskEnvMixin, CartPoleEnv):
+class CartPoleParamsEnv(ParameterizedEnvMixin, CartPoleEnv):
     """Gymnasium's CartPole-v1 with its physical parameters set by the task.
 
     - Observation, action, reward: those of CartPole-v1 (float32 shape ``(4,)``; ``Discrete(2)``;
@@ -84,12 +84,3 @@ class CartPoleParamsEnv(TaskEnvMixin, CartPoleEnv):
         # Derived in CartPoleEnv.__init__ only: recompute them, or the old values stay in use.
         self.total_mass = self.masspole + self.masscart
         self.polemass_length = self.masspole * self.length
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._reset_task_option(options)
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self._with_task(info)
-
-    def step(self, action):
-        observation, reward, terminated, truncated, info = super().step(action)
-        return observation, reward, terminated, truncated, self._with_task(info)

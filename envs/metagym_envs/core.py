@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "TaskEnvMixin",
+    "ParameterizedEnvMixin",
     "check_number",
     "check_choice",
     "check_array",
@@ -160,7 +161,8 @@ class TaskEnvMixin:
     - ``_apply_task(task)``: make the (validated) task take effect.
 
     They call ``self._init_task(default_task)`` at the end of ``__init__`` and, in ``reset``,
-    ``self._reset_task_option(options)`` before resetting and ``self._with_task(info)`` after.
+    ``self._reset_task_option(options)`` before resetting and ``self._with_task(info)`` after
+    (:class:`ParameterizedEnvMixin` does both for subclasses of an existing environment).
     """
 
     #: Names of the splits ``sample_tasks`` accepts: ``train``, ``test`` and ``ood-*``.
@@ -237,3 +239,18 @@ class TaskEnvMixin:
     def _with_task(self, info: dict[str, Any]) -> dict[str, Any]:
         info["task"] = self.get_task()
         return info
+
+
+class ParameterizedEnvMixin(TaskEnvMixin):
+    """:class:`TaskEnvMixin` for a parameterized subclass of an existing Gymnasium environment:
+    ``reset`` and ``step`` are the base environment's, with ``options={"task": ...}`` handled
+    and ``info["task"]`` added (rewards as plain floats). Mix it in before the base class."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._reset_task_option(options)
+        observation, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
+        return observation, self._with_task(info)
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        return observation, float(reward), terminated, truncated, self._with_task(info)

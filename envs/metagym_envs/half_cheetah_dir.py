@@ -9,10 +9,10 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from metagym_envs._mujoco import TotalMassCompat
-from metagym_envs.core import TaskEnvMixin, check_choice, check_number
+from metagym_envs.core import ParameterizedEnvMixin, check_choice, check_number
 
 
-class HalfCheetahDirEnv(TaskEnvMixin, TotalMassCompat, HalfCheetahEnv):
+class HalfCheetahDirEnv(ParameterizedEnvMixin, TotalMassCompat, HalfCheetahEnv):
     """Gymnasium's HalfCheetah-v5 rewarded for its velocity in a goal direction.
 
     - Observation and action: those of HalfCheetah-v5 (float64 shape ``(17,)``; float32 shape
@@ -59,12 +59,3 @@ class HalfCheetahDirEnv(TaskEnvMixin, TotalMassCompat, HalfCheetahEnv):
         forward = self._direction * x_velocity
         ctrl_cost = self.control_cost(action)
         return forward - ctrl_cost, {"reward_forward": forward, "reward_ctrl": -ctrl_cost}
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._reset_task_option(options)
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self._with_task(info)
-
-    def step(self, action):
-        observation, reward, terminated, truncated, info = super().step(action)
-        return observation, reward, terminated, truncated, self._with_task(info)

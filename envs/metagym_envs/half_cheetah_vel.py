@@ -9,13 +9,13 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from metagym_envs._mujoco import TotalMassCompat
-from metagym_envs.core import TaskEnvMixin, check_number
+from metagym_envs.core import ParameterizedEnvMixin, check_number
 
 #: Fastest accepted goal velocity (m/s); a half-cheetah cannot run faster than about 15 m/s.
 MAX_VELOCITY = 20.0
 
 
-class HalfCheetahVelEnv(TaskEnvMixin, TotalMassCompat, HalfCheetahEnv):
+class HalfCheetahVelEnv(ParameterizedEnvMixin, TotalMassCompat, HalfCheetahEnv):
     """Gymnasium's HalfCheetah-v5 rewarded for matching a goal forward velocity.
 
     - Observation and action: those of HalfCheetah-v5 (float64 shape ``(17,)``; float32 shape
@@ -51,12 +51,3 @@ class HalfCheetahVelEnv(TaskEnvMixin, TotalMassCompat, HalfCheetahEnv):
         forward = -abs(x_velocity - self._goal_velocity)
         ctrl_cost = self.control_cost(action)
         return forward - ctrl_cost, {"reward_forward": forward, "reward_ctrl": -ctrl_cost}
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._reset_task_option(options)
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self._with_task(info)
-
-    def step(self, action):
-        observation, reward, terminated, truncated, info = super().step(action)
-        return observation, reward, terminated, truncated, self._with_task(info)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
-from metagym_envs.core import TaskEnvMixin, check_number
+from metagym_envs.core import ParameterizedEnvMixin, check_number
 
 #: Split ranges (low, high) per parameter; ``test`` uses the ``train`` ranges.
 SPLIT_RANGES = {
@@ -20,7 +20,7 @@ SPLIT_RANGES = {
 VALID_RANGES = {"gravity": (0.0, 100.0), "mass": (0.0, 100.0), "length": (0.0, 100.0)}
 
 
-class PendulumParamsEnv(TaskEnvMixin, PendulumEnv):
+class PendulumParamsEnv(ParameterizedEnvMixin, PendulumEnv):
     """Gymnasium's Pendulum-v1 with its physical parameters set by the task.
 
     - Observation, action, reward: those of Pendulum-v1 (``[cos, sin, angular velocity]`` float32
@@ -54,12 +54,3 @@ class PendulumParamsEnv(TaskEnvMixin, PendulumEnv):
 
     def _apply_task(self, task: dict[str, Any]) -> None:
         self.g, self.m, self.l = task["gravity"], task["mass"], task["length"]
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        self._reset_task_option(options)
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self._with_task(info)
-
-    def step(self, action):
-        observation, reward, terminated, truncated, info = super().step(action)
-        return observation, float(reward), terminated, truncated, self._with_task(info)
