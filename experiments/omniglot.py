@@ -45,7 +45,7 @@ from metagym.learners.protonet import PrototypicalNetwork
 from metagym.learners.soft_nn import SoftNearestNeighbour
 from metagym.nets.conv4 import conv4
 from metagym.plots_classification import redraw
-from metagym.results import read_results, write_json_atomic, write_markdown, write_results
+from metagym.results import write_json_atomic, write_report, write_results
 from metagym.tasks.omniglot import OmniglotTasks
 from metagym.train import TrainConfig
 
@@ -474,10 +474,12 @@ def run_combination(
         "jobs": jobs,
         "threads": threads,
     }
-    write_results(out_dir / "results.json", rows, config=config, seed=args.seed)
-    results = read_results(out_dir / "results.json")
-    write_markdown(
-        out_dir / "results.md", results, title=f"Omniglot {ways}-way {shots}-shot results"
+    results = write_report(
+        out_dir,
+        rows,
+        config=config,
+        seed=args.seed,
+        title=f"Omniglot {ways}-way {shots}-shot results",
     )
     sweep = [row for n in names for row in by_name[n]["sweep"]]
     if sweep:

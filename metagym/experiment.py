@@ -18,7 +18,7 @@ import torch
 from metagym.distributed import is_main_process
 from metagym.evaluate import evaluate
 from metagym.learners.base import Learner
-from metagym.results import read_results, write_markdown, write_results
+from metagym.results import write_report
 from metagym.tasks.base import TaskDistribution, make_generator
 from metagym.train import TrainConfig, train
 
@@ -110,7 +110,7 @@ def run_experiment(
     config = {**config, "learners": {name: learner.config() for name, learner in learners.items()}}
     if not main:
         return {"seed": seed, "config": config, "rows": rows}, learners
-    write_results(out_dir / "results.json", rows, config=config, seed=seed)
-    results = read_results(out_dir / "results.json")
-    write_markdown(out_dir / "results.md", results, title=f"{distribution.domain} results")
+    results = write_report(
+        out_dir, rows, config=config, seed=seed, title=f"{distribution.domain} results"
+    )
     return results, learners

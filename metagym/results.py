@@ -128,3 +128,20 @@ def write_markdown(path: str | Path, results: dict[str, Any], title: str = "Resu
     path = Path(path)
     path.write_text(text)
     return path
+
+
+def write_report(
+    out_dir: str | Path,
+    rows: Sequence[dict[str, Any]],
+    *,
+    config: dict[str, Any],
+    seed: int,
+    title: str,
+) -> dict[str, Any]:
+    """Write ``out_dir/results.json`` and ``out_dir/results.md``; return the results as read back
+    (so the tables are drawn from the file, never from memory)."""
+    out_dir = Path(out_dir)
+    write_results(out_dir / "results.json", rows, config=config, seed=seed)
+    results = read_results(out_dir / "results.json")
+    write_markdown(out_dir / "results.md", results, title=title)
+    return results
