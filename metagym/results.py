@@ -50,9 +50,14 @@ def check_rows(rows: Sequence[dict[str, Any]]) -> None:
 
 
 def write_results(
-    path: str | Path, rows: Sequence[dict[str, Any]], *, config: dict[str, Any], seed: int
+    path: str | Path,
+    rows: Sequence[dict[str, Any]],
+    *,
+    config: dict[str, Any],
+    seed: int | list[int],
 ) -> Path:
-    """Write ``results.json`` with the rows, the run's config and its seed."""
+    """Write ``results.json`` with the rows, the run's config and its seed (or, for results
+    aggregated over seeds, the list of seeds)."""
     check_rows(rows)
     data = {
         "schema_version": SCHEMA_VERSION,
@@ -96,7 +101,13 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         split_rows = [r for r in rows if r["split"] == split]
         metric = split_rows[0]["metric"]
         n_tasks = max(r["n_tasks"] for r in split_rows)
-        lines.append(f"### {split} ({metric}, mean ± 95% interval over {n_tasks} tasks)")
+        n_seeds = max(r.get("n_seeds", 1) for r in split_rows)
+        over = (
+            f"across {n_seeds} seeds, {n_tasks} tasks in all"
+            if n_seeds > 1
+            else f"over {n_tasks} tasks"
+        )
+        lines.append(f"### {split} ({metric}, mean ± 95% interval {over})")
         lines.append("")
         header = ["learner"] + (["no steps"] if has_stepless else [])
         header += [f"{s} step{'s' if s != 1 else ''}" for s in step_counts]
@@ -135,7 +146,7 @@ def write_report(
     rows: Sequence[dict[str, Any]],
     *,
     config: dict[str, Any],
-    seed: int,
+    seed: int | list[int],
     title: str,
 ) -> dict[str, Any]:
     """Write ``out_dir/results.json`` and ``out_dir/results.md``; return the results as read back

@@ -1,0 +1,177 @@
+"""Aggregate the results of the same experiment run with several seeds.
+
+    python experiments/sinusoid.py --seed 0 --out runs/s0   # ... and --seed 1, --seed 2
+    python -m metagym.aggregate runs/s0 runs/s1 runs/s2 --out runs/seeds
+
+A single run's 95% interval is over tasks: it says nothing of how much the result depends on the
+training seed. This module takes one ``results.json`` per seed and writes, into ``--out``,
+``results.json`` / ``results.md`` in the same schema, where each row's ``mean`` is the mean over
+seeds of the per-seed means and ``ci95`` the 95% Student-t interval across seeds
+(``t(0.975, n-1) * std / sqrt(n)``, n = number of seeds), and redraws the domain's plots from it.
+Rows also carry ``n_seeds``, ``seeds`` and ``seed_means``; ``n_tasks`` counts the tasks of all
+seeds. A row that diverged in any seed stays diverged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from metagym.results import read_results, write_report
+
+#: Fields of a row that are measured values of one run (the rest identify the row).
+VALUE_FIELDS = ("mean", "ci95", "n_tasks", "diverged", "n_diverged", "diverged_at_step")
+
+# t(0.975, df) for df = 1..30; beyond, a Cornish-Fisher expansion around 1.96 (error < 1e-3).
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (``df >= 1``)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    """What identifies a row across runs: every field but the measured values."""
+    return tuple(sorted((k, repr(v)) for k, v in row.items() if k not in VALUE_FIELDS))
+
+
+def results_path(path: str | Path) -> Path:
+    """``path`` itself if it is a file, else ``path/results.json``; an error if neither exists."""
+    path = Path(path)
+    file = path if path.is_file() else path / "results.json"
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"no results.json at {path} (give a run folder or its results.json)"
+        )
+    return file
+
+
+def aggregate_rows(
+    runs: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows over seeds from the results dicts of several runs (see the module docstring).
+
+    Returns (rows present in every run, aggregated; rows missing from some run, as found in the
+    first run that has them).
+    """
+    if len(runs) < 2:
+        raise ValueError(f"aggregating needs the results of at least 2 seeds, got {len(runs)}")
+    seeds = [run["seed"] for run in runs]
+    if len(set(map(repr, seeds))) != len(seeds):
+        raise ValueError(f"the runs must have different seeds (the same run twice?), got {seeds}")
+    domains = {row["domain"] for run in runs for row in run["rows"]}
+    if len(domains) > 1:
+        raise ValueError(f"the runs mix domains {sorted(domains)}; aggregate one experiment")
+    by_run = [{row_key(row): row for row in run["rows"]} for run in runs]
+    order = list(dict.fromkeys(key for rows in by_run for key in rows))
+    rows, missing = [], []
+    for key in order:
+        found = [rows_of_run.get(key) for rows_of_run in by_run]
+        present = [row for row in found if row is not None]
+        if len(present) < len(runs):
+            missing.append(present[0])
+            continue
+        first = present[0]
+        out = {k: v for k, v in first.items() if k not in VALUE_FIELDS}
+        out["n_tasks"] = sum(row["n_tasks"] for row in present)
+        out["n_seeds"] = len(present)
+        out["seeds"] = seeds
+        diverged = [row for row in present if row.get("diverged") or row["mean"] is None]
+        if diverged:
+            steps = [row.get("diverged_at_step") for row in diverged]
+            known = [s for s in steps if s is not None]
+            out.update(
+                mean=None,
+                ci95=None,
+                diverged=True,
+                n_diverged=sum(row.get("n_diverged") or 0 for row in diverged),
+                diverged_at_step=min(known) if known else None,
+                n_diverged_seeds=len(diverged),
+                seed_means=[row["mean"] for row in present],
+            )
+        else:
+            means = [row["mean"] for row in present]
+            spread = statistics.stdev(means)
+            out.update(
+                mean=statistics.fmean(means),
+                ci95=t_quantile_975(len(means) - 1) * spread / math.sqrt(len(means)),
+                diverged=False,
+                n_diverged=0,
+                diverged_at_step=None,
+                seed_means=means,
+            )
+        rows.append(out)
+    if not rows:
+        raise ValueError("the runs have no row in common (different learners, splits or steps?)")
+    return rows, missing
+
+
+def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Aggregate the runs at ``paths`` into ``out_dir`` (results files and plots); return the
+    results as written."""
+    files = [results_path(p) for p in paths]
+    runs = [read_results(f) for f in files]
+    rows, missing = aggregate_rows(runs)
+    for row in missing:
+        print(
+            f"left out (not in every run): learner {row['learner']}, split {row['split']}, "
+            f"steps {row['steps']}",
+            file=sys.stderr,
+        )
+    config = {
+        **runs[0].get("config", {}),
+        "aggregate": {
+            "runs": [str(f) for f in files],
+            "seeds": [run["seed"] for run in runs],
+            "interval": "95% Student-t interval across seeds of the per-seed means",
+        },
+    }
+    domain = rows[0]["domain"]
+    return write_report(
+        out_dir,
+        rows,
+        config=config,
+        seed=[run["seed"] for run in runs],
+        title=f"{domain} results over {len(runs)} seeds (intervals across seeds)",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m metagym.aggregate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", help="run folders (or their results.json), one per seed")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--no-plots", action="store_true", help="write the results files only")
+    args = parser.parse_args(argv)
+    try:
+        aggregate(args.runs, args.out)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    print((Path(args.out) / "results.md").read_text())
+    if not args.no_plots:
+        from metagym.plots import redraw
+
+        for path in redraw(args.out):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()
