@@ -122,11 +122,12 @@ def aggregate_rows(
 
 
 def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Aggregate the runs at ``paths`` into ``out_dir`` (results files and plots); return the
-    results as written."""
+    """Aggregate the runs at ``paths`` into ``out_dir/results.json`` and ``results.md``; return
+    the results as written (``main`` also redraws the plots)."""
     files = [results_path(p) for p in paths]
     runs = [read_results(f) for f in files]
     rows, missing = aggregate_rows(runs)
+    seeds = rows[0]["seeds"]
     for row in missing:
         print(
             f"left out (not in every run): learner {row['learner']}, split {row['split']}, "
@@ -137,7 +138,7 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any
         **runs[0].get("config", {}),
         "aggregate": {
             "runs": [str(f) for f in files],
-            "seeds": [run["seed"] for run in runs],
+            "seeds": seeds,
             "interval": "95% Student-t interval across seeds of the per-seed means",
         },
     }
@@ -146,8 +147,8 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any
         out_dir,
         rows,
         config=config,
-        seed=[run["seed"] for run in runs],
-        title=f"{domain} results over {len(runs)} seeds (intervals across seeds)",
+        seed=seeds,
+        title=f"{domain} results over {len(seeds)} seeds (intervals across seeds)",
     )
 
 
