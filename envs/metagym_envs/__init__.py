@@ -6,14 +6,16 @@ prior import, ``gymnasium.make("metagym_envs:metagym/Navigation2D-v0")`` imports
 
 Every environment follows the task protocol of :mod:`metagym_envs.core`: ``task_splits``,
 ``sample_tasks(n, split="train")``, ``set_task(task)``, ``reset(options={"task": task})`` and
-``info["task"]``.
+``info["task"]``. :func:`check_task_env` checks that an environment (yours too) follows it.
 """
 
 from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
-__all__ = ["ENV_IDS"]
+from metagym_envs.checker import TaskProtocolError, check_task_env
+
+__all__ = ["ENV_IDS", "TaskProtocolError", "check_task_env"]
 
 # (name, entry point, max_episode_steps); entry points are strings, imported lazily by make().
 _ENVS = (
