@@ -35,7 +35,6 @@ from metagym.experiment import (
     check_names,
     check_out_dir,
     run_experiment,
-    split_generator,
 )
 from metagym.learners import MAML, Learner
 from metagym.learners.blackbox_classifier import BlackBoxClassifier
@@ -44,8 +43,9 @@ from metagym.learners.pretrain_classifier import PretrainClassifier
 from metagym.learners.protonet import PrototypicalNetwork
 from metagym.learners.soft_nn import SoftNearestNeighbour
 from metagym.nets.conv4 import conv4
-from metagym.plots_classification import redraw
+from metagym.plots.classification import redraw
 from metagym.results import write_json_atomic, write_report, write_results
+from metagym.seeding import split_generator
 from metagym.tasks.omniglot import OmniglotTasks
 from metagym.train import TrainConfig
 

@@ -36,16 +36,18 @@ from typing import Any
 import torch
 
 from metagym.evaluate import evaluate
-from metagym.experiment import build_seeded, check_names, check_out_dir, split_generator
+from metagym.experiment import check_names, check_out_dir
 from metagym.learners.base import Learner
-from metagym.plots_rl import navigation_trajectories, plot_return_vs_adaptation, plot_rl_training
+from metagym.plots.rl import navigation_trajectories, plot_return_vs_adaptation, plot_rl_training
 from metagym.results import read_results, write_json_atomic, write_markdown, write_results
 from metagym.rl.bandits import BanditLearner
 from metagym.rl.maml_rl import MAMLRL
 from metagym.rl.policies import make_policy
-from metagym.rl.rl2 import RL2, TrialTaskDistribution
-from metagym.rl.sb3_baselines import PPOBaseline, RandomLearner
+from metagym.rl.rl2 import RL2
+from metagym.rl.sb3_learners import PPOBaseline, RandomLearner
+from metagym.seeding import build_seeded, split_generator
 from metagym.tasks.gym import GymTaskDistribution
+from metagym.tasks.trials import TrialTaskDistribution
 from metagym.train import TrainConfig, train
 
 LEARNERS = (
@@ -393,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "maml" in trained and "Navigation2D" in distribution.name:
         data = navigation_trajectories(trained["maml"], distribution, tasks["test"][:4])
         write_json_atomic(data, out_dir / "trajectories.json")
-        from metagym.plots_rl import plot_navigation_trajectories
+        from metagym.plots.rl import plot_navigation_trajectories
 
         plots.append(plot_navigation_trajectories(data, out_dir / "trajectories.png"))
     print((out_dir / "results.md").read_text())

@@ -26,13 +26,15 @@ from metagym.experiment import (
     check_names,
     check_out_dir,
     run_experiment,
-    split_generator,
 )
 from metagym.learners import MAML, BlackBoxRegressor, Learner, Oracle, PretrainFineTune
 from metagym.learners.maml import BACKENDS
 from metagym.nets import mlp
-from metagym.plots import plot_metric_vs_steps, plot_regression_examples, plot_training_curves
+from metagym.plots.common import plot_training_curves
+from metagym.plots.regression import plot_regression_examples
+from metagym.plots.steps import plot_metric_vs_steps
 from metagym.results import write_json_atomic
+from metagym.seeding import split_generator
 from metagym.tasks import SinusoidTasks
 from metagym.tasks.sinusoid import ACCEPTED_SHOTS, sinusoid
 from metagym.train import TrainConfig

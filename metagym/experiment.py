@@ -7,7 +7,6 @@ specs, call :func:`run_experiment`, draw plots.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from metagym.distributed import is_main_process
 from metagym.evaluate import evaluate
 from metagym.learners.base import Learner
 from metagym.results import write_report
-from metagym.tasks.base import TaskDistribution, make_generator
+from metagym.seeding import build_seeded, make_generator, split_generator
+from metagym.tasks.base import TaskDistribution
 from metagym.train import TrainConfig, train
 
 
@@ -30,19 +30,6 @@ class LearnerSpec:
     name: str
     build: Callable[[], Learner]
     train: TrainConfig
-
-
-def build_seeded(build: Callable[[], Learner], seed: int) -> Learner:
-    """Call ``build`` with the global generator forked and seeded, so weight init is reproducible
-    and leaves the caller's random state untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
-def split_generator(seed: int, split: str) -> torch.Generator:
-    """The generator of a split's evaluation tasks: the same for every learner of a run."""
-    return make_generator(seed * 1_000_003 + zlib.crc32(split.encode()))
 
 
 def check_out_dir(out_dir: str | Path) -> Path:

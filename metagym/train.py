@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from metagym.checkpoint import load_checkpoint, save_atomic
 from metagym.distributed import DistributedMetaBatch
 from metagym.learners.base import Learner
-from metagym.logging import MetricsLog
+from metagym.metrics_log import MetricsLog
 from metagym.tasks.base import TaskDistribution, make_generator
 
 

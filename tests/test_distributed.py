@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from metagym.distributed import is_main_process, shard_bounds
-from metagym.experiment import build_seeded
 from metagym.learners import MAML
 from metagym.nets import mlp
+from metagym.seeding import build_seeded
 from metagym.tasks import SinusoidTasks
 from metagym.train import TrainConfig, train
 

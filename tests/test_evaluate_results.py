@@ -6,7 +6,7 @@ import torch
 
 from metagym.evaluate import confidence_interval, evaluate
 from metagym.learners.base import Learner
-from metagym.plots import plot_metric_vs_steps
+from metagym.plots.steps import plot_metric_vs_steps
 from metagym.results import markdown_table, read_results, write_results
 from metagym.tasks import SinusoidTasks, make_generator
 

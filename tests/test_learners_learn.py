@@ -6,8 +6,8 @@ import pytest
 
 from experiments.sinusoid import LEARNERS, PROFILES, build_learner
 from metagym.evaluate import evaluate
-from metagym.experiment import build_seeded
-from metagym.logging import read_metrics
+from metagym.metrics_log import read_metrics
+from metagym.seeding import build_seeded
 from metagym.tasks import SinusoidTasks, make_generator
 from metagym.train import TrainConfig, train
 

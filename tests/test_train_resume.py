@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from experiments.sinusoid import PROFILES, build_learner
-from metagym.experiment import build_seeded
 from metagym.learners.base import Learner
-from metagym.logging import read_metrics
+from metagym.metrics_log import read_metrics
+from metagym.seeding import build_seeded
 from metagym.tasks import SinusoidTasks
 from metagym.train import TrainConfig, TrainingDiverged, train
 

@@ -2,7 +2,7 @@
 (:mod:`.maml_rl`), RL^2 (:mod:`.rl2`), stable-baselines3 and bandit baselines."""
 
 from metagym.rl.maml_rl import MAMLRL  # noqa: E402  (after the sampler it builds on)
-from metagym.rl.rl2 import RL2, RL2TrialWrapper, TrialTaskDistribution  # noqa: E402
+from metagym.rl.rl2 import RL2  # noqa: E402
 from metagym.rl.sampler import (
     Episodes,
     EpisodeSampler,
@@ -13,7 +13,8 @@ from metagym.rl.sampler import (
     episode_seed,
     random_policy,
 )
-from metagym.rl.sb3_baselines import PPOBaseline, RandomLearner  # noqa: E402
+from metagym.rl.sb3_learners import PPOBaseline, RandomLearner  # noqa: E402
+from metagym.tasks.trials import RL2TrialWrapper, TrialTaskDistribution
 
 __all__ = [
     "MAMLRL",

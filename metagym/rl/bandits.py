@@ -1,6 +1,6 @@
 """Classic bandit algorithms as sampler policies on RL^2 trials, and learners around them.
 
-They read the previous arm and reward from :class:`metagym.rl.rl2.RL2TrialWrapper`'s
+They read the previous arm and reward from :class:`metagym.tasks.trials.RL2TrialWrapper`'s
 observation ``[obs, one-hot previous arm, previous reward, done flag]`` and keep per-row counts
 that the sampler's ``reset_memory`` clears at the start of each trial, so they are scored on
 exactly the trials and tasks RL^2 is scored on.

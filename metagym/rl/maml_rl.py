@@ -22,11 +22,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 from metagym.learners.maml import MAML, adapted_model
-from metagym.rl.baselines import LinearFeatureBaseline
 from metagym.rl.policies import detach_distribution, task_batched_policy
 from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
 from metagym.rl.sampler import Episodes, EpisodeSampler
 from metagym.rl.trpo import flat, trpo_step
+from metagym.rl.value_baseline import LinearFeatureBaseline
 
 _SEED_HIGH = 2**31 - 1
 

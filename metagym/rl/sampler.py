@@ -39,7 +39,7 @@ from torch.distributions import (
     Uniform,
 )
 
-from metagym.tasks.gym import (
+from metagym.tasks.environment import (
     EnvLike,
     check_task_protocol,
     env_name,
@@ -337,7 +337,7 @@ class EpisodeSampler:
 
     Args:
         env: the environment: a registered id, a ``"module:Class"`` / ``"module:factory"`` string, a
-            class or a factory (see :func:`metagym.tasks.gym.make_env_fn`). It must have
+            class or a factory (see :func:`metagym.tasks.environment.make_env_fn`). It must have
             ``set_task``.
         env_kwargs: its constructor arguments.
         max_episode_steps: a step limit overriding the registered one.
@@ -462,7 +462,7 @@ class EpisodeSampler:
                 with a generator seeded by ``seed``), or either with a dict of extra ``(N, ...)``
                 tensors. It runs under ``torch.no_grad()``, once per step for all sub-environments.
                 Actions are clipped to a Box action space before stepping (recorded unclipped).
-            tasks: task dicts, or objects with a ``params`` dict (e.g. :class:`~metagym.tasks.gym.RLTask`).
+            tasks: task dicts, or objects with a ``params`` dict (e.g. :class:`~metagym.tasks.RLTask`).
             episodes_per_task: ``E``, complete episodes per task.
             seed: the collection's seed (episode reset seeds and action noise).
             trials: False: every episode is independent; a policy's ``reset_memory(mask)`` is called

@@ -11,6 +11,7 @@ from metagym.tasks.base import (
 from metagym.tasks.gym import GymTaskDistribution, RLTask
 from metagym.tasks.omniglot import OmniglotTasks
 from metagym.tasks.sinusoid import SinusoidTasks
+from metagym.tasks.trials import TrialTaskDistribution
 
 __all__ = [
     "Examples",
@@ -20,6 +21,7 @@ __all__ = [
     "SinusoidTasks",
     "SupervisedTask",
     "TaskDistribution",
+    "TrialTaskDistribution",
     "UnknownSplitError",
     "make_generator",
     "stack_tasks",

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.omniglot import LEARNERS, PROFILES, build_learner
 from metagym.evaluate import evaluate
-from metagym.experiment import build_seeded
+from metagym.seeding import build_seeded
 from metagym.tasks import make_generator
 from metagym.tasks.omniglot import OmniglotTasks
 from metagym.train import TrainConfig, train

@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from metagym.evaluate import evaluate
-from metagym.experiment import build_seeded
 from metagym.rl.maml_rl import MAMLRL
 from metagym.rl.policies import make_policy
-from metagym.rl.rl2 import RL2, TrialTaskDistribution
-from metagym.rl.sb3_baselines import PPOBaseline
+from metagym.rl.rl2 import RL2
+from metagym.rl.sb3_learners import PPOBaseline
+from metagym.seeding import build_seeded
 from metagym.tasks.base import make_generator
 from metagym.tasks.gym import GymTaskDistribution
+from metagym.tasks.trials import TrialTaskDistribution
 
 NAV = "metagym/Navigation2D-v0"
 

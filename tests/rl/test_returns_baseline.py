@@ -6,10 +6,10 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from metagym.rl.baselines import LinearFeatureBaseline, linear_features
 from metagym.rl.maml_rl import policy_gradient_loss
 from metagym.rl.returns import discounted_returns, gae, normalize
 from metagym.rl.sampler import Episodes
+from metagym.rl.value_baseline import LinearFeatureBaseline, linear_features
 
 
 def test_discounted_returns_by_hand():

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from metagym.rl.bandits import UCB1, BanditLearner, Thompson
-from metagym.rl.rl2 import RL2TrialWrapper, TrialTaskDistribution, trial_episode_returns
 from metagym.rl.sampler import random_policy
 from metagym.tasks.base import make_generator
+from metagym.tasks.trials import RL2TrialWrapper, TrialTaskDistribution, trial_episode_returns
 
 
 def test_trial_keeps_task_and_passes_previous_action_reward_done():

@@ -4,7 +4,7 @@ parameters, and a random policy.
 
 Their ``steps`` (for :func:`metagym.evaluate.evaluate`) are environment steps of PPO training on
 the test task. SB3 draws from torch's and numpy's global generators; every SB3 call here runs
-inside :class:`metagym.rl.rl2.isolated_rng`, seeded explicitly, so results are reproducible and
+inside :class:`metagym.seeding.isolated_rng`, seeded explicitly, so results are reproducible and
 the caller's random state is left untouched.
 """
 
@@ -22,9 +22,11 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from metagym.learners.base import Learner, Predictor
-from metagym.rl.rl2 import isolated_rng, sb3_distribution
+from metagym.rl.rl2 import sb3_distribution
 from metagym.rl.sampler import random_policy
-from metagym.tasks.gym import GymTaskDistribution, task_env
+from metagym.seeding import isolated_rng
+from metagym.tasks.environment import task_env
+from metagym.tasks.gym import GymTaskDistribution
 
 __all__ = ["TaskPoolWrapper", "TaskInObservation", "PPOBaseline", "RandomLearner", "task_vector"]
 

@@ -14,13 +14,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from metagym.plots.common import interval_line, plt, save_figure
+from metagym.results import read_results
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from metagym.plots import save_figure
-from metagym.results import read_results  # noqa: E402
+__all__ = [
+    "plot_accuracy_by_split",
+    "plot_accuracy_vs_shift",
+    "plot_accuracy_vs_steps",
+    "plot_task_grid",
+    "redraw",
+    "reported_rows",
+]
 
 
 def reported_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,13 +111,10 @@ def plot_accuracy_vs_shift(
             )
             if not points:
                 continue
-            ax.errorbar(
+            interval_line(
+                ax,
                 [lv for lv, _ in points],
-                [r["mean"] for _, r in points],
-                yerr=[r["ci95"] for _, r in points],
-                marker="o",
-                ms=3,
-                capsize=2,
+                [r for _, r in points],
                 color=f"C{i}",
                 label=_label(points[0][1]),
             )
@@ -142,13 +143,10 @@ def plot_accuracy_vs_steps(sweep: dict[str, Any], path: str | Path) -> Path | No
                 (r for r in mine if r["split"] == split and r["mean"] is not None),
                 key=lambda r: r["steps"],
             )
-            ax.errorbar(
+            interval_line(
+                ax,
                 [r["steps"] for r in line],
-                [r["mean"] for r in line],
-                yerr=[r["ci95"] for r in line],
-                marker="o",
-                ms=3,
-                capsize=2,
+                line,
                 color=f"C{i}",
                 label=f"{split} ({line[0]['n_tasks']} tasks)" if line else split,
             )

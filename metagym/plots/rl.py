@@ -6,23 +6,27 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from metagym.plots.common import (
+    hide_unused,
+    interval_line,
+    panel_grid,
+    plot_training_curves,
+    plt,
+    return_keys,
+    save_figure,
+)
+from metagym.results import read_results
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from metagym.logging import read_metrics  # noqa: E402
-from metagym.plots import save_figure
-from metagym.results import read_results  # noqa: E402
-
-
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 3)
-    return math.ceil(n / cols), cols
+__all__ = [
+    "navigation_trajectories",
+    "plot_navigation_trajectories",
+    "plot_return_vs_adaptation",
+    "plot_rl_training",
+    "redraw",
+]
 
 
 def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path:
@@ -33,8 +37,7 @@ def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path
     panels = list(dict.fromkeys((r["split"], r.get("scored_on", "episode")) for r in rows))
     learners = list(dict.fromkeys(r["learner"] for r in rows))
     colors = {name: f"C{i}" for i, name in enumerate(learners)}
-    n_rows, n_cols = _grid(len(panels))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.6 * n_cols, 3.6 * n_rows), squeeze=False)
+    fig, axes = panel_grid(len(panels), 4.6, 3.6)
     for ax, (split, scored) in zip(axes.flat, panels, strict=False):
         mine = [r for r in rows if r["split"] == split and r.get("scored_on", "episode") == scored]
         for learner in learners:
@@ -47,13 +50,10 @@ def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path
             if len(points) == 1:
                 ax.axhline(points[0]["mean"], ls="--", color=colors[learner], label=learner)
                 continue
-            ax.errorbar(
+            interval_line(
+                ax,
                 [r.get("env_steps", 0) for r in points],
-                [r["mean"] for r in points],
-                yerr=[r["ci95"] for r in points],
-                marker="o",
-                ms=3,
-                capsize=2,
+                points,
                 color=colors[learner],
                 label=learner,
             )
@@ -64,36 +64,23 @@ def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path
         ax.set_ylabel(f"{mine[0]['metric']} (mean ± 95%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
+    hide_unused(axes, len(panels))
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 
 
 def plot_rl_training(run_dirs: dict[str, Path], path: str | Path) -> Path | None:
     """Meta-training returns (``charts/*return*`` columns of each ``metrics.csv``)."""
-    curves = {n: Path(d) / "metrics.csv" for n, d in run_dirs.items()}
-    curves = {n: p for n, p in curves.items() if p.exists()}
-    if not curves:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for i, (name, csv_path) in enumerate(curves.items()):
-        rows = read_metrics(csv_path)
-        keys = [k for k in (rows[0] if rows else {}) if k.startswith("charts/") and "return" in k]
-        for j, key in enumerate(keys):
-            ax.plot(
-                [r["iteration"] for r in rows],
-                [r[key] for r in rows],
-                color=f"C{i}",
-                ls=["-", "--", ":"][j % 3],
-                label=f"{name}: {key.split('/')[-1]}",
-            )
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("average return in training")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return plot_training_curves(
+        run_dirs,
+        path,
+        keys=return_keys,
+        label=lambda name, key: f"{name}: {key.split('/')[-1]}",
+        ylabel="average return in training",
+        log_scale=False,
+        figsize=(6.4, 4.0),
+        legend_fontsize=7,
+    )
 
 
 def navigation_trajectories(learner, distribution, tasks, steps=(0, 1), episodes: int = 2) -> dict:
@@ -135,6 +122,7 @@ def plot_navigation_trajectories(data: dict, path: str | Path) -> Path:
 
 
 def redraw(out_dir: str | Path) -> list[Path]:
+    """Redraw every plot of an RL experiment folder from its results files."""
     out_dir = Path(out_dir)
     drawn = [
         plot_return_vs_adaptation(
