@@ -14,7 +14,6 @@ seeds. A row that diverged in any seed stays diverged.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -152,27 +151,12 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m metagym.aggregate",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("runs", nargs="+", help="run folders (or their results.json), one per seed")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--no-plots", action="store_true", help="write the results files only")
-    args = parser.parse_args(argv)
-    try:
-        aggregate(args.runs, args.out)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-    print((Path(args.out) / "results.md").read_text())
-    if not args.no_plots:
-        from metagym.plots import redraw
+def main(argv: list[str] | None = None) -> int:
+    """``python -m metagym.aggregate``: the same as ``metagym aggregate``."""
+    from metagym.cli import main as cli
 
-        for path in redraw(args.out):
-            print(path)
+    return cli(["aggregate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

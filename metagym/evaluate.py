@@ -83,5 +83,8 @@ def evaluate(
             "n_diverged": n_bad,
             "diverged_at_step": first_diverged if n_bad else None,
         }
+        if learner.scored_on is not None:
+            row["env_steps"] = learner.env_steps(s)
+            row["scored_on"] = learner.scored_on
         rows.append(row)
     return rows

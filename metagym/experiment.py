@@ -1,35 +1,71 @@
-"""What every experiment script shares: build learners from seeds, train each with the one
-training loop, evaluate all of them on the same tasks of every split, write the results files.
+"""The one runner: every domain, every learner, through the one training loop and the one
+evaluation routine.
 
-Scripts in ``experiments/`` stay thin: parse arguments, build the distribution and the learner
-specs, call :func:`run_experiment`, draw plots.
+``run(domain, profile, learners, options)`` checks everything first (settings, learner names,
+data, each recipe's own check), then, for each of the domain's variants, trains and evaluates
+every learner, in ``--jobs`` worker processes (slowest first) or in this one. Each learner writes
+``runs/<name>/rows.json`` as it finishes, so an interrupted run keeps its finished learners and
+``resume=True`` re-runs only what is missing (a learner's checkpoint lets its training continue).
+The rows are merged into ``results.json`` / ``results.md``; the domain then writes its extras
+and draws its plots from the files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import metagym
+from metagym import domains
 from metagym.distributed import is_main_process
+from metagym.domains.base import Context, Domain, LearnerRecipe
+from metagym.domains.profile import Profile
 from metagym.evaluate import evaluate
-from metagym.learners.base import Learner
-from metagym.results import write_report
-from metagym.seeding import build_seeded, make_generator, split_generator
-from metagym.tasks.base import TaskDistribution
+from metagym.results import read_json, write_json_atomic, write_report
+from metagym.seeding import build_seeded, make_generator
 from metagym.train import TrainConfig, train
 
+#: Largest sensible thread and job counts: beyond, it is a typo.
+MAX_THREADS = 1024
 
-@dataclass
-class LearnerSpec:
-    """How to build and meta-train one learner of an experiment."""
 
-    name: str
-    build: Callable[[], Learner]
-    train: TrainConfig
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out; none of these change its results.
+
+    Attributes:
+        out_dir: the output folder (created).
+        seed: seed of weight initialization, training tasks and evaluation tasks.
+        resume: keep finished learners and continue from checkpoints in ``out_dir``.
+        jobs: parallel learner processes (0: one per core on CPU, 1 on a GPU).
+        threads: torch threads per process (0: cores / jobs).
+        device: torch device of the learners.
+        progress: progress bars (None: only when stderr is a terminal).
+        tensorboard: also log training metrics to TensorBoard.
+        data_root: folder of data sets (Omniglot).
+    """
+
+    out_dir: Path
+    seed: int = 0
+    resume: bool = False
+    jobs: int = 1
+    threads: int = 0
+    device: str = "cpu"
+    progress: bool | None = None
+    tensorboard: bool = False
+    data_root: str | None = None
+
+    def show_progress(self) -> bool:
+        return sys.stderr.isatty() if self.progress is None else self.progress
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
@@ -50,54 +86,315 @@ def check_names(kind: str, requested: Sequence[str], accepted: Sequence[str]) ->
     return list(dict.fromkeys(requested))
 
 
-def run_experiment(
-    distribution: TaskDistribution,
-    specs: Sequence[LearnerSpec],
-    out_dir: str | Path,
-    *,
-    seed: int,
-    splits: Sequence[str],
-    eval_tasks: int,
-    steps: Sequence[int],
-    config: dict[str, Any],
-    resume: bool = False,
-    tensorboard: bool = False,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> tuple[dict[str, Any], dict[str, Learner]]:
-    """Train every learner, evaluate it on ``eval_tasks`` tasks of each split, write
-    ``results.json`` and ``results.md`` into ``out_dir``; return the results and the learners."""
-    out_dir = check_out_dir(out_dir)
-    for split in splits:
-        distribution.check_split(split)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    main = is_main_process()  # under torchrun only rank 0 writes files
-    learners: dict[str, Learner] = {}
-    rows: list[dict[str, Any]] = []
-    tasks = {s: distribution.sample(eval_tasks, s, split_generator(seed, s)) for s in splits}
-    for spec in specs:
-        learner = build_seeded(spec.build, seed).to(device)
-        run_dir = out_dir / "runs" / spec.name
+def check_device(device: str) -> str:
+    """Refuse a device torch cannot use here, with the accepted forms."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"--device {device!r} is not a torch device; use cpu or cuda[:N]"
+        ) from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device}: metagym runs on cpu or cuda, not {parsed.type}")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} but CUDA is not available; use --device cpu")
+    return device
+
+
+def _jobs_and_threads(options: RunOptions, n_learners: int) -> tuple[int, int]:
+    cores = os.cpu_count() or 1
+    if not 0 <= options.jobs <= MAX_THREADS or not 0 <= options.threads <= MAX_THREADS:
+        raise ValueError(f"--jobs and --threads must be between 0 and {MAX_THREADS}")
+    jobs = options.jobs or (1 if options.device != "cpu" else min(n_learners, cores))
+    if not is_main_process() or os.environ.get("WORLD_SIZE", "1") != "1":
+        jobs = 1  # under torchrun every rank runs the learners in turn
+    threads = options.threads or max(1, cores // jobs)
+    return max(1, min(jobs, n_learners)), threads
+
+
+# -- one learner ---------------------------------------------------------------------------------
+def run_learner(
+    context: Context, recipe: LearnerRecipe, run_dir: Path, options: RunOptions
+) -> dict[str, Any]:
+    """Build, meta-train and evaluate one learner; write and return its ``rows.json`` record."""
+    progress = options.show_progress()
+    key = recipe.get("distribution", context)
+    distribution = context.distribution(key)
+    learner = build_seeded(lambda: recipe.build(context), context.seed).to(options.device)
+    iterations = recipe.get("iterations", context) if learner.trainable else 0
+    start = time.perf_counter()
+    if iterations:
+        profile = context.profile
+        config = TrainConfig(
+            iterations,
+            recipe.get("meta_batch", context),
+            seed=context.seed,
+            log_every=profile.log_every,
+            checkpoint_every=profile.checkpoint_every,
+            split=recipe.get("train_split", context),
+        )
         train(
             learner,
             distribution,
-            spec.train,
+            config,
             run_dir,
-            resume=resume,
-            tensorboard=tensorboard,
+            resume=options.resume,
+            tensorboard=options.tensorboard,
             progress=progress,
         )
-        learner.after_training(distribution, make_generator(seed + 1))
-        if main:
-            learner.save(run_dir / "learner.pt")
-        learners[spec.name] = learner
-        for split in splits:
-            rows += evaluate(learner, distribution, split, tasks[split], steps, progress=progress)
-    # Configs after training: they include values tuned by after_training (e.g. step sizes).
-    config = {**config, "learners": {name: learner.config() for name, learner in learners.items()}}
-    if not main:
-        return {"seed": seed, "config": config, "rows": rows}, learners
-    results = write_report(
-        out_dir, rows, config=config, seed=seed, title=f"{distribution.domain} results"
+    learner.after_training(distribution, make_generator(context.seed + 1))
+    if iterations and is_main_process():
+        learner.save(run_dir / "learner.pt")
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    rows = []
+    steps = recipe.get("eval_steps", context)
+    extra_fields = {"family": recipe.family, **recipe.get("row_fields", context)}
+    for split in context.domain.eval_splits(context):
+        tasks = context.eval_tasks(key, split)
+        for row in evaluate(learner, distribution, split, tasks, steps, progress=progress):
+            rows.append({**row, **extra_fields})
+    eval_s = time.perf_counter() - start
+    extras = context.domain.after_learner(context, recipe, learner) if is_main_process() else {}
+    record = {
+        "learner": recipe.name,
+        "family": recipe.family,
+        "definition": run_definition(context),
+        "config": learner.config(),
+        "iterations": iterations,
+        "train_split": recipe.get("train_split", context),
+        "meta_batch": recipe.get("meta_batch", context),
+        "report_steps": recipe.get("report_steps", context),
+        "timings": {"train_s": round(train_s, 1), "eval_s": round(eval_s, 1)},
+        "rows": rows,
+        "extras": extras,
+    }
+    if is_main_process():
+        write_json_atomic(record, run_dir / "rows.json")
+    if progress:
+        print(f"{recipe.name}: train {train_s:.0f} s, eval {eval_s:.0f} s", file=sys.stderr)
+    return record
+
+
+def _worker(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one learner in a worker process (spawned: everything arrives by pickling)."""
+    torch.set_num_threads(job["threads"])
+    domain = domains.get(job["domain"])
+    context = Context(domain, job["profile"], job["variant"], tuple(job["learners"]), **job["ctx"])
+    try:
+        return run_learner(
+            context, domain.recipes[job["name"]], Path(job["run_dir"]), job["options"]
+        )
+    finally:
+        context.close()
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def run_definition(context: Context) -> dict[str, Any]:
+    """What defines a run's results (a resumed run must match it)."""
+    return {
+        "domain": context.domain.name,
+        "variant": context.variant,
+        "seed": context.seed,
+        "profile": context.profile.as_dict(),
+        "metagym_version": metagym.__version__,
+    }
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Readable ``key: old -> new`` lines where two definitions differ."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return lines
+
+
+def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
+    """The learner's ``rows.json`` record when it finished with this run's definition."""
+    path = run_dir / "rows.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    changed = differences(record.get("definition", {}), run_definition(context))
+    if changed:
+        raise ValueError(
+            f"--resume: {run_dir.name} in {run_dir.parent.parent} was run with other settings "
+            f"({'; '.join(changed[:6])}); use another --out, or run without --resume"
+        )
+    return record
+
+
+def run_variant(
+    context: Context, names: Sequence[str], out_dir: Path, options: RunOptions
+) -> dict[str, Any]:
+    """Train and evaluate ``names`` in one variant; merge into ``results.json``; return it."""
+    domain = context.domain
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {}
+    todo = []
+    for name in names:
+        record = _finished(out_dir / "runs" / name, context) if options.resume else None
+        if record is not None:
+            records[name] = record
+        else:
+            todo.append(name)
+    jobs, threads = _jobs_and_threads(options, max(len(todo), 1))
+    if todo and jobs == 1:
+        torch.set_num_threads(threads)
+        for name in todo:
+            recipe = domain.recipes[name]
+            records[name] = run_learner(context, recipe, out_dir / "runs" / name, options)
+    elif todo:
+        order = sorted(todo, key=lambda n: -float(domain.recipes[n].get("cost", context)))
+        ctx_fields = {
+            "seed": context.seed,
+            "device": context.device,
+            "data_root": context.data_root,
+        }
+        work = [
+            {
+                "domain": domain.name,
+                "profile": context.profile,
+                "variant": context.variant,
+                "learners": list(context.learners),
+                "ctx": ctx_fields,
+                "name": name,
+                "run_dir": str(out_dir / "runs" / name),
+                "options": options,
+                "threads": threads,
+            }
+            for name in order
+        ]
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            for record in pool.map(_worker, work):
+                records[record["learner"]] = record
+    if not is_main_process():
+        return {"rows": [r for n in names for r in records[n]["rows"]]}
+    return merge(
+        context, names, records, out_dir, jobs=jobs, threads=threads, resume=options.resume
     )
-    return results, learners
+
+
+def merge(
+    context: Context,
+    names: Sequence[str],
+    records: dict[str, dict[str, Any]],
+    out_dir: Path,
+    *,
+    jobs: int,
+    threads: int,
+    resume: bool,
+) -> dict[str, Any]:
+    """Write ``results.json`` / ``results.md`` from the learners' records (with ``resume``, also
+    those of earlier learners of the folder that this call did not name), the domain's extras and
+    its plots; return the results as read back."""
+    order = list(names)
+    if resume:
+        runs = out_dir / "runs"
+        for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+            if run_dir.name not in records and run_dir.name in context.domain.recipes:
+                record = _finished(run_dir, context)
+                if record is not None:
+                    records[run_dir.name] = record
+                    order.append(run_dir.name)
+    rows = [row for name in order for row in records[name]["rows"]]
+    per_learner = {
+        key: {name: records[name].get(key) for name in order}
+        for key in ("config", "family", "iterations", "train_split", "meta_batch", "report_steps")
+    }
+    config = {
+        **run_definition(context),
+        "distribution": context.distribution().describe(),
+        "learners": per_learner.pop("config"),
+        **{key if key != "family" else "families": value for key, value in per_learner.items()},
+        "timings": {name: records[name]["timings"] for name in order},
+        "jobs": jobs,
+        "threads": threads,
+    }
+    title = context.domain.results_title(context)
+    results = write_report(out_dir, rows, config=config, seed=context.seed, title=title)
+    with (out_dir / "results.md").open("a") as f:
+        f.write("Wall time per learner (seconds, training + evaluation): ")
+        f.write(
+            ", ".join(
+                f"{n} {records[n]['timings']['train_s']} + {records[n]['timings']['eval_s']}"
+                for n in order
+            )
+            + "\n"
+        )
+    extras = {name: records[name].get("extras", {}) for name in order}
+    context.domain.after_run(context, out_dir, results, extras)
+    return results
+
+
+def prepare(
+    domain: Domain, profile: Profile, learners: Sequence[str] | None, options: RunOptions
+) -> tuple[list[str], list[tuple[str, Path, Context]]]:
+    """Validate everything before any work; return the learner names and, per variant, its
+    output folder and context (with its task distributions built, so data errors surface now)."""
+    profile.validate()
+    names = check_names(
+        "learner", list(learners or domain.learners_of(profile)), list(domain.recipes)
+    )
+    out_dir = check_out_dir(options.out_dir)
+    check_device(options.device)
+    if isinstance(options.seed, bool) or not isinstance(options.seed, int):
+        raise ValueError(f"--seed must be an integer, got {options.seed!r}")
+    if not 0 <= options.seed < 2**31:
+        raise ValueError(f"--seed must be between 0 and {2**31 - 1}, got {options.seed}")
+    planned = []
+    for subfolder, variant in domain.variants(profile):
+        context = Context(
+            domain,
+            profile,
+            dict(variant),
+            tuple(names),
+            seed=options.seed,
+            device=options.device,
+            data_root=options.data_root,
+        )
+        if domain.check is not None:
+            domain.check(context)
+        for name in names:
+            recipe = domain.recipes[name]
+            if recipe.check is not None:
+                recipe.check(context)
+            context.distribution(recipe.get("distribution", context))
+            context.domain.eval_splits(context)
+        planned.append((subfolder, out_dir / subfolder if subfolder else out_dir, context))
+    return names, planned
+
+
+def run(
+    domain: str | Domain,
+    profile: Profile | str | None = None,
+    learners: Sequence[str] | None = None,
+    options: RunOptions | None = None,
+    **option_fields: Any,
+) -> dict[str, dict[str, Any]]:
+    """Run an experiment; return ``{variant subfolder: results}`` (``""`` for a single one).
+
+    ``profile`` is a :class:`Profile` or the name of one of the domain's presets (default: its
+    default profile); ``options`` (or its fields as keywords) say where and how.
+    """
+    domain = domains.get(domain) if isinstance(domain, str) else domain
+    if profile is None or isinstance(profile, str):
+        profile = domain.profile(profile or domain.default_profile)
+    options = options or RunOptions(**option_fields)
+    names, planned = prepare(domain, profile, learners, options)
+    out = {}
+    try:
+        for subfolder, out_dir, context in planned:
+            results = run_variant(context, names, out_dir, options)
+            out[subfolder] = results
+            if is_main_process():
+                for path in domain.redraw(out_dir):
+                    results.setdefault("plots", []).append(str(path))
+    finally:
+        for _, _, context in planned:
+            context.close()
+    return out

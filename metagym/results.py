@@ -37,6 +37,15 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
     return path
 
 
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file written by :func:`write_json_atomic` (a ValueError naming a damaged one)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it to start over") from None
+
+
 def check_rows(rows: Sequence[dict[str, Any]]) -> None:
     """Raise ValueError if a row misses a schema key or holds a non-finite number."""
     for row in rows:

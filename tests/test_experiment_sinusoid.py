@@ -27,7 +27,8 @@ def test_script_writes_results_in_the_schema(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((out / "results.json").read_text())
-    assert data["seed"] == 3 and data["config"]["args"]["learners"] == "maml,blackbox"
+    assert data["seed"] == 3 and list(data["config"]["learners"]) == ["maml", "blackbox"]
+    assert data["config"]["families"] == {"maml": "gradient", "blackbox": "black-box"}
     rows = data["rows"]
     splits = {"train", "val", "test", "ood-amplitude", "ood-phase", "ood-extrapolate"}
     assert {r["split"] for r in rows} == splits
@@ -35,6 +36,7 @@ def test_script_writes_results_in_the_schema(tmp_path):
         assert set(REQUIRED_ROW_KEYS) <= set(row)
         assert row["domain"] == "sinusoid" and row["metric"] == "mse" and row["shots"] == 5
         assert row["n_tasks"] == 8
+        assert row["family"] == {"maml": "gradient", "blackbox": "black-box"}[row["learner"]]
     maml_steps = sorted(r["steps"] for r in rows if r["learner"] == "maml" and r["split"] == "test")
     assert maml_steps == [0, 1, 2, 5, 10]
     assert [r["steps"] for r in rows if r["learner"] == "blackbox" and r["split"] == "test"] == [
@@ -44,12 +46,16 @@ def test_script_writes_results_in_the_schema(tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert "| maml |" in (out / "results.md").read_text()
     assert (out / "runs" / "maml" / "metrics.csv").exists()
+    assert (
+        json.loads((out / "runs" / "blackbox" / "rows.json").read_text())["learner"] == "blackbox"
+    )
+    assert set(data["config"]["timings"]) == {"maml", "blackbox"}
     assert str(out / "results.md") in result.stdout
 
 
 def test_bad_arguments_fail_before_training(tmp_path):
     result = _run("--learners", "maml,reptile", "--out", str(tmp_path / "o"))
-    assert result.returncode != 0 and "reptile" in result.stderr and "accepted" in result.stderr
+    assert result.returncode == 2 and "reptile" in result.stderr and "accepted" in result.stderr
     assert not (tmp_path / "o").exists()
     result = _run("--shots", "0", "--out", str(tmp_path / "o"))
     assert result.returncode != 0 and "shots" in result.stderr

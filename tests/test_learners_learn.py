@@ -1,10 +1,8 @@
 """Each sinusoid learner, on a tiny budget, lowers the query loss compared with its untrained state."""
 
-import dataclasses
-
 import pytest
 
-from experiments.sinusoid import LEARNERS, PROFILES, build_learner
+from metagym import domains
 from metagym.evaluate import evaluate
 from metagym.metrics_log import read_metrics
 from metagym.seeding import build_seeded
@@ -17,9 +15,14 @@ def _mse(learner, distribution, tasks, steps):
     return {r["steps"]: r["mean"] for r in rows}
 
 
+SINUSOID = domains.get("sinusoid")
+LEARNERS = list(SINUSOID.recipes)
+
+
 def _trained(name, distribution, tmp_path, iterations):
-    profile = dataclasses.replace(PROFILES["quick"], meta_lr=0.005)
-    learner = build_seeded(lambda: build_learner(name, profile), seed=0)
+    profile = SINUSOID.profile("quick").replace(meta_lr=0.005)
+    context = SINUSOID.context(profile, distributions={"tasks": distribution})
+    learner = build_seeded(lambda: context.recipe(name).build(context), seed=0)
     config = TrainConfig(iterations=iterations, meta_batch=10, seed=0, log_every=50)
     return learner, lambda: train(learner, distribution, config, tmp_path, progress=False)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
-import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from gymnasium.utils.env_checker import check_env
 from torch import nn
 
 from metagym.evaluate import evaluate
@@ -22,14 +19,6 @@ from metagym.tasks import make_generator
 from metagym.tasks.gym import GymTaskDistribution, ProtocolError, RLTask, make_env_fn
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTION = "## Plug in your own environment"
-
-
-def plugin_section() -> str:
-    """The README's plug-in section."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index(SECTION) + len(SECTION) :]
-    return section.split("\n## ")[0]
 
 
 class LineEnv(gym.Env):
@@ -217,36 +206,3 @@ def test_the_evaluation_routine_scores_rl_tasks():
     (row,) = evaluate(FixedPolicyLearner(), dist, "test", tasks, progress=False)
     assert row["metric"] == "return" and row["env"] == dist.name and row["n_tasks"] == 3
     assert row["mean"] == pytest.approx(np.mean([dist.score(goal_seeker, t) for t in tasks]))
-
-
-def test_the_plugin_documentation_example_runs(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", plugin_section(), flags=re.S)
-    module = blocks[0]
-    registration = next(b for b in blocks if "gym.register" in b)
-    (tmp_path / "my_envs_doc.py").write_text(
-        module + "\n" + registration.replace("my_envs:", "my_envs_doc:")
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        import my_envs_doc
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            check_env(my_envs_doc.TargetEnv(), skip_render_check=True)
-        dist = GymTaskDistribution("my_envs_doc:TargetEnv", eval_episodes=2)
-        assert dist.splits == ("train", "val", "test", "ood-far")
-        far = dist.sample(3, "ood-far", make_generator(0))
-        assert all(3 <= t.params["target"] <= 5 for t in far)
-        episodes = dist.sampler.sample(lambda o: torch.ones(o.shape[0], 1), far, 2, seed=0)
-        assert episodes.lengths.tolist() == [[20, 20]] * 3  # the class's max_episode_steps
-        # The registered, module-prefixed id works too, with the OOD sampler of the docs.
-        registered = GymTaskDistribution(
-            "my_envs_doc:MyTarget-v0",
-            ood={
-                "ood-behind": lambda n, rng: [{"target": float(t)} for t in rng.uniform(-5, -3, n)]
-            },
-        )
-        behind = registered.sample(2, "ood-behind", make_generator(0))
-        assert all(-5 <= t.params["target"] <= -3 for t in behind)
-    finally:
-        gym.registry.pop("MyTarget-v0", None)

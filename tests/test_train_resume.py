@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from experiments.sinusoid import PROFILES, build_learner
+from metagym import domains
 from metagym.learners.base import Learner
 from metagym.metrics_log import read_metrics
 from metagym.seeding import build_seeded
@@ -12,7 +12,8 @@ from metagym.train import TrainConfig, TrainingDiverged, train
 
 
 def _learner(name="maml"):
-    return build_seeded(lambda: build_learner(name, PROFILES["tiny"]), seed=0)
+    context = domains.get("sinusoid").context("tiny")
+    return build_seeded(lambda: context.recipe(name).build(context), seed=0)
 
 
 @pytest.mark.parametrize("name", ["maml", "meta-sgd", "blackbox"])
@@ -69,11 +70,8 @@ def test_bad_training_settings_are_refused_before_training(tmp_path):
         train(
             _learner(), SinusoidTasks(5), TrainConfig(iterations=1, meta_batch=2), tmp_path / "file"
         )
-    with pytest.raises(ValueError, match="inner_lr"):
-        build_learner(
-            "maml",
-            PROFILES["tiny"].__class__(iterations={}, meta_batch=1, eval_tasks=1, inner_lr=-1.0),
-        )
+    with pytest.raises(ValueError, match="inner-lr must be > 0"):
+        domains.get("sinusoid").profile("tiny").replace(inner_lr=-1.0)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -22,14 +22,27 @@ Predictor = Callable[[Tensor], Tensor]
 class Learner(nn.Module, ABC):
     """Base class of all learners.
 
-    Subclasses set ``name`` and ``uses_steps`` (True when :meth:`adapt` takes gradient steps, so
-    the number of adaptation steps applies), create ``self.optimizer`` and implement
-    :meth:`meta_train_step` and :meth:`adapt`.
+    Subclasses set ``name``, implement :meth:`meta_train_step` and :meth:`adapt`, and create
+    ``self.optimizer`` when they have weights to meta-train. The class attributes below are
+    part of the interface the runner and the evaluation read:
+
+    - ``uses_steps``: :meth:`adapt` takes gradient steps, so the number of steps applies;
+    - ``trainable``: there is something to meta-train (False: the runner skips training);
+    - ``scored_on``: for RL learners, ``"episode"`` or ``"trial"`` (what a score is the return
+      of); None for supervised learners;
+    - :meth:`env_steps`: environment steps of experience on a task behind a score.
     """
 
     name: str = ""
     uses_steps: bool = False
-    optimizer: torch.optim.Optimizer
+    trainable: bool = True
+    scored_on: str | None = None
+    optimizer: torch.optim.Optimizer | None = None
+
+    def env_steps(self, steps: int | None) -> int | None:
+        """Environment steps on the task before the scored episodes, after ``steps``
+        (RL learners); None where it does not apply (supervised learners)."""
+        return None
 
     @property
     def device(self) -> torch.device:
@@ -64,11 +77,13 @@ class Learner(nn.Module, ABC):
     # -- persistence ---------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything needed to resume meta-training: weights and meta-optimizer state."""
-        return {"model": self.state_dict(), "optimizer": self.optimizer.state_dict()}
+        optimizer = self.optimizer.state_dict() if self.optimizer is not None else {}
+        return {"model": self.state_dict(), "optimizer": optimizer}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
 
     def save(self, path: str | Path) -> None:
         """Write weights, optimizer state and config atomically to ``path``."""

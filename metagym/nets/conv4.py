@@ -29,9 +29,11 @@ def conv4(
     out_features: int | None = None,
     *,
     track_running_stats: bool = True,
+    image_size: tuple[int, int] = (28, 28),
 ) -> nn.Sequential:
-    """Embedding ``(n, in_channels, 28, 28) -> (n, hidden)``, or logits ``(n, out_features)``
-    when ``out_features`` is given (a linear layer on the embedding)."""
+    """Embedding ``(n, in_channels, H, W) -> (n, embedding_size(hidden, image_size))`` (``hidden``
+    features for 28x28 images), or logits ``(n, out_features)`` when ``out_features`` is given (a
+    linear layer on the embedding)."""
     if not isinstance(hidden, int) or hidden < 1:
         raise ValueError(f"hidden must be a positive int, got {hidden!r}")
     layers: list[nn.Module] = []
@@ -41,5 +43,15 @@ def conv4(
         width = hidden
     layers.append(nn.Flatten())
     if out_features is not None:
-        layers.append(nn.Linear(hidden, out_features))
+        layers.append(nn.Linear(embedding_size(hidden, image_size), out_features))
     return nn.Sequential(*layers)
+
+
+def embedding_size(hidden: int, image_size: tuple[int, int] = (28, 28)) -> int:
+    """Features of conv4's embedding of ``image_size`` images (four 2x2 poolings, rounding down)."""
+    height, width = image_size
+    for _ in range(4):
+        height, width = height // 2, width // 2
+    if height < 1 or width < 1:
+        raise ValueError(f"conv4 needs images of at least 16x16 pixels, got {image_size}")
+    return hidden * height * width

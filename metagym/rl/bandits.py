@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from metagym.learners.base import Learner, Predictor
 
@@ -78,14 +78,17 @@ class BanditLearner(Learner):
     """A non-learning learner that plays ``UCB1`` or ``Thompson`` on each task's trials."""
 
     uses_steps = False
+    trainable = False
+    scored_on = "trial"
 
     def __init__(self, algorithm: str, k: int, obs_dim: int = 1):
         super().__init__()
         if algorithm not in ("ucb1", "thompson"):
             raise ValueError(f"unknown bandit algorithm {algorithm!r}; accepted: ucb1, thompson")
         self.name, self.k, self.obs_dim = algorithm, k, obs_dim
-        self._device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
-        self.optimizer = torch.optim.SGD([self._device_anchor], lr=0.0)
+
+    def env_steps(self, steps: int | None) -> int:
+        return 0
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "k": self.k}

@@ -129,6 +129,11 @@ class MAMLRL(MAML):
         self.max_kl, self.cg_iterations, self.cg_damping = max_kl, cg_iterations, cg_damping
         self.ls_backtracks, self.ls_ratio = ls_backtracks, ls_ratio
         self.name = name
+        self.scored_on = "episode"
+
+    def env_steps(self, steps: int | None) -> int:
+        """Each inner step collects ``fast_batch`` episodes of the step limit."""
+        return (steps or 0) * self.fast_batch * (self.sampler.time_limit or 100)
 
     def config(self) -> dict[str, Any]:
         return {

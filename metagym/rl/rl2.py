@@ -103,6 +103,7 @@ class RL2(Learner):
 
         self.distribution = distribution
         self.uses_steps = per_episode
+        self.scored_on = "episode" if per_episode else "trial"
         self.steps_per_iteration = steps_per_iteration
         self.seed_value = seed
         self.iteration = 0
@@ -151,6 +152,10 @@ class RL2(Learner):
             if value is not None:
                 metrics["losses/" + key.split("/")[1]] = float(value)
         return metrics
+
+    def env_steps(self, steps: int | None) -> int:
+        """Steps of the ``steps`` earlier episodes of the trial (episodes of the step limit)."""
+        return (steps or 0) * (self.distribution.sampler.time_limit or 100)
 
     def adapt(self, task: Any, steps: int | None = None) -> Predictor:
         return RecurrentPolicy(self.policy, episode=steps if self.uses_steps else None)

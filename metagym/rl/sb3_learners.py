@@ -150,6 +150,7 @@ class PPOBaseline(Learner):
         self.mode = mode
         self.uses_steps = mode != "oracle"
         self.trainable = mode != "scratch"
+        self.scored_on = "episode"
         self.distribution = distribution
         self.seed_value = seed
         self.iteration = 0
@@ -179,6 +180,10 @@ class PPOBaseline(Learner):
         # Snapshots are copies of this never-run policy (a policy that has run holds non-leaf
         # tensors of its last distribution, which deepcopy refuses).
         self._template = [copy.deepcopy(self.policy)]
+
+    def env_steps(self, steps: int | None) -> int:
+        """PPO's ``steps`` on the task are its environment steps."""
+        return steps or 0
 
     def snapshot(self, policy: nn.Module) -> nn.Module:
         copied = copy.deepcopy(self._template[0])
@@ -247,11 +252,13 @@ class RandomLearner(Learner):
     uses_steps = False
     trainable = False
 
-    def __init__(self, action_space: gym.Space):
+    def __init__(self, action_space: gym.Space, *, scored_on: str = "episode"):
         super().__init__()
         self.action_space = action_space
-        self._device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
-        self.optimizer = torch.optim.SGD([self._device_anchor], lr=0.0)
+        self.scored_on = scored_on
+
+    def env_steps(self, steps: int | None) -> int:
+        return 0
 
     def meta_train_step(self, tasks) -> dict[str, float]:
         return {}

@@ -70,6 +70,10 @@ class TaskDistribution(ABC):
     """A distribution over tasks with named splits.
 
     Subclasses set ``domain``, ``splits`` and ``metric`` and implement :meth:`_sample`.
+    Supervised distributions also declare the shapes the learners' nets are built for:
+    ``input_shape`` (one input, e.g. ``(1,)`` or ``(1, 28, 28)``) and ``output_size`` (target
+    features for regression, ways for classification); ``param_keys`` names the entries of
+    ``task.params`` an oracle may read.
     """
 
     domain: str = ""
@@ -77,6 +81,12 @@ class TaskDistribution(ABC):
     metric: str = ""
     #: True when a lower metric is better (MSE); False for accuracy and return.
     lower_is_better: bool = True
+    #: Shape of one input, ``x.shape[1:]`` (supervised distributions).
+    input_shape: tuple[int, ...] | None = None
+    #: Features of a target (regression) or number of classes per task (classification).
+    output_size: int | None = None
+    #: Keys of ``task.params`` an oracle learner may be told.
+    param_keys: tuple[str, ...] = ()
 
     def check_split(self, split: str) -> str:
         if split not in self.splits:

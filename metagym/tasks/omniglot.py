@@ -165,6 +165,8 @@ class OmniglotTasks(TaskDistribution):
 
         data = images if images is not None else load_omniglot(data_root, size=image_size)
         self.image_size = data.images.shape[-1]
+        self.input_shape = (1, self.image_size, self.image_size)
+        self.output_size = ways
         self.char_id = data.char_id
         self.alphabet = data.alphabet
         self.characters = character_splits(data, protocol, split_seed)

@@ -56,6 +56,9 @@ class SinusoidTasks(TaskDistribution):
     splits = tuple(_SPLIT_RANGES)
     metric = "mse"
     lower_is_better = True
+    input_shape = (1,)
+    output_size = 1
+    param_keys = ("amplitude", "phase")
 
     def __init__(self, shots: int = 5, queries: int = 10):
         if shots not in ACCEPTED_SHOTS:

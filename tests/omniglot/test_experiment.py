@@ -1,4 +1,4 @@
-"""experiments/omniglot.py end to end at a tiny size, in a subprocess."""
+"""experiments/omniglot.py (= metagym run omniglot) end to end at a tiny size, in a subprocess."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.omniglot import LEARNERS
+from metagym import domains
 
 ROOT = Path(__file__).resolve().parents[2]
+LEARNERS = list(domains.get("omniglot").recipes)
 
 
 def _run(*args: str, root: Path, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -60,7 +61,10 @@ def test_script_end_to_end_tiny(omniglot_root, tmp_path):
     examples = json.loads((folder / "examples.json").read_text())
     assert set(examples["predictions"]) == set(LEARNERS)
     assert "| protonet |" in (folder / "results.md").read_text()
-    assert (folder / "learners" / "maml" / "runs" / "maml" / "checkpoint.pt").is_file()
+    assert (folder / "runs" / "maml" / "checkpoint.pt").is_file()
+    families = {r["learner"]: r["family"] for r in results["rows"]}
+    assert families["protonet"] == "non-parametric" and families["maml"] == "gradient"
+    assert {r["family"] for r in sweep["rows"]} == {"gradient"}
 
 
 @pytest.mark.parametrize(
@@ -68,9 +72,10 @@ def test_script_end_to_end_tiny(omniglot_root, tmp_path):
     [
         (("--learners", "protonet,nope"), "unknown learner ['nope']"),
         (("--ways", "500"), "500-way tasks need 500 classes"),
-        (("--shots", "1", "--ways", "x"), "--ways takes comma-separated integers"),
+        (("--shots", "1", "--ways", "x"), "--ways: cannot read 'x'"),
     ],
 )
 def test_script_refuses_bad_arguments(omniglot_root, tmp_path, args, message):
     done = _run(*args, "--out", str(tmp_path / "out"), root=omniglot_root, timeout=60)
-    assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

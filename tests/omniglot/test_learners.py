@@ -3,18 +3,19 @@ above its untrained self."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
 
-from experiments.omniglot import LEARNERS, PROFILES, build_learner
+from metagym import domains
 from metagym.evaluate import evaluate
 from metagym.seeding import build_seeded
 from metagym.tasks import make_generator
 from metagym.tasks.omniglot import OmniglotTasks
 from metagym.train import TrainConfig, train
 
+OMNIGLOT = domains.get("omniglot")
+LEARNERS = list(OMNIGLOT.recipes)
 # (iterations, meta-batch, required accuracy after training) on 5-way 1-shot tasks, conv4 of 16 channels.
 BUDGET = {
     "protonet": (40, 4, 0.55),
@@ -40,9 +41,10 @@ def _accuracy(learner, distribution, tasks):
 
 @pytest.mark.parametrize("name", LEARNERS)
 def test_learner_learns(name, tasks, tmp_path):
-    profile = dataclasses.replace(PROFILES["tiny"], hidden=16)
+    profile = OMNIGLOT.profile("tiny").replace(hidden=16)
+    context = OMNIGLOT.context(profile, distributions={"tasks": tasks})
     iterations, meta_batch, required = BUDGET[name]
-    learner = build_seeded(lambda: build_learner(name, profile, tasks), seed=0)
+    learner = build_seeded(lambda: context.recipe(name).build(context), seed=0)
     if name == "pretrain":
         learner.eval_steps = 10
     test_tasks = tasks.sample(40, "test", make_generator(99))

@@ -1,12 +1,13 @@
-"""experiments/rl.py end to end at a tiny size, on an environment defined here (not registered)."""
+"""metagym run rl end to end at a tiny size, on an environment defined here (not registered)."""
 
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from experiments import rl as script
+from metagym.cli import main
 
 TOY_ENV = textwrap.dedent(
     '''
@@ -56,12 +57,17 @@ def toy_module(tmp_path, monkeypatch):
     sys.modules.pop("toy_rl_env", None)
 
 
-def test_script_end_to_end_on_a_custom_env(tmp_path, toy_module):
+def _run(args):
+    """``metagym run rl ARGS``: the results, read from the folder."""
+    assert main(["run", "rl", "--jobs", "1", *args]) == 0
+    out = args[args.index("--out") + 1]
+    return json.loads((Path(out) / "results.json").read_text())
+
+
+def test_run_end_to_end_on_a_custom_env(tmp_path, toy_module):
     out = tmp_path / "run"
     args = ["--env", toy_module, "--profile", "tiny", "--out", str(out), "--no-progress"]
-    results = script.main(
-        [*args, "--learners", "maml,pretrain-pg,pretrain,scratch,oracle,random,rl2"]
-    )
+    results = _run([*args, "--learners", "maml,pretrain-pg,pretrain,scratch,oracle,random,rl2"])
     rows = results["rows"]
     assert {r["split"] for r in rows} == {"test", "ood-far"}
     learners = {r["learner"] for r in rows}
@@ -69,37 +75,35 @@ def test_script_end_to_end_on_a_custom_env(tmp_path, toy_module):
     assert {r["steps"] for r in rows if r["learner"] == "maml"} == {0, 1}
     assert {r["steps"] for r in rows if r["learner"] == "rl2"} == {0, 1}  # episodes before
     assert {r["steps"] for r in rows if r["learner"] == "scratch"} == {0, 4 * 10}
+    # env_steps: maml 4 episodes of 10 steps per inner step; rl2 one earlier episode.
+    env_steps = {(r["learner"], r["steps"]): r["env_steps"] for r in rows}
+    assert env_steps[("maml", 1)] == 40 and env_steps[("rl2", 1)] == 10
+    assert env_steps[("scratch", 40)] == 40 and env_steps[("oracle", None)] == 0
+    assert {r["scored_on"] for r in rows} == {"episode"}
     assert all(r["mean"] is not None and r["metric"] == "return" for r in rows)
     assert all(r["n_tasks"] == 2 for r in rows)
     for name in ("results.json", "results.md", "return_vs_adaptation.png", "training_curves.png"):
         assert (out / name).exists(), name
     assert (out / "runs" / "maml" / "checkpoint.pt").exists()
-    saved = json.loads((out / "results.json").read_text())
-    assert saved["config"]["profile"]["meta_batch"] == 2
-    # Resume: nothing left to train, the same evaluation.
-    # The other learners' rows are kept.
-    again = script.main([*args, "--learners", "maml", "--resume"])
+    assert results["config"]["profile"]["meta_batch"] == 2
+    # Resume: nothing left to train, the same evaluation; the other learners' rows are kept.
+    again = _run([*args, "--learners", "maml", "--resume"])
     key = lambda r: (r["learner"], r["split"], r["steps"])  # noqa: E731
     assert sorted(map(key, again["rows"])) == sorted(map(key, rows))
     before = {key(r): r["mean"] for r in rows}
     assert all(before[key(r)] == r["mean"] for r in again["rows"])
 
 
-def test_script_refuses_bad_arguments(tmp_path, toy_module):
-    with pytest.raises(ValueError, match="unknown learner"):
-        script.main(["--env", toy_module, "--learners", "maml,nope", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="no environment registered"):
-        script.main(["--env", "metagym/Nope-v0", "--out", str(tmp_path / "y")])
-    with pytest.raises(ValueError, match="bandit"):
-        script.main(
-            [
-                "--env",
-                toy_module,
-                "--learners",
-                "ucb1",
-                "--profile",
-                "tiny",
-                "--out",
-                str(tmp_path / "z"),
-            ]
-        )
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--learners", "maml,nope"], "unknown learner"),
+        (["--env", "metagym/Nope-v0"], "no environment registered"),
+        (["--learners", "ucb1", "--profile", "tiny"], "bandit"),
+    ],
+)
+def test_run_refuses_bad_arguments(tmp_path, toy_module, capsys, args, message):
+    args = ["--env", toy_module, *args] if args[0] != "--env" else args
+    assert main(["run", "rl", *args, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

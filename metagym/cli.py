@@ -1,0 +1,205 @@
+"""The ``metagym`` command (also ``python -m metagym``).
+
+    metagym list                                   domains, learners, splits, profiles, environments
+    metagym run DOMAIN [--profile P] [--learners a,b] [--out DIR] [--resume] [--jobs N] ...
+    metagym plot DIR                               redraw a run's plots from its files
+    metagym aggregate RUN... --out DIR             results over seeds
+
+``metagym run DOMAIN --help`` lists the domain's flags: the run options below and one flag per
+field of the domain's profile. Every error the library raises for bad input, bad data or a
+diverged run ends the command with one line on stderr and exit status 2 (``--debug`` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from metagym import domains
+from metagym.domains.base import Domain
+from metagym.domains.profile import add_profile_flags, profile_overrides
+
+#: What the library raises for bad input, bad data, diverged training and file errors.
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, RuntimeError, KeyError)
+
+
+def _split_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None:
+    """``metagym run <domain>`` with the run options and the domain's profile flags."""
+    parser = commands.add_parser(
+        domain.name,
+        help=domain.summary,
+        description=f"{domain.summary}.\n\nLearners: "
+        + ", ".join(f"{n} ({r.family})" for n, r in domain.recipes.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--learners",
+        default=None,
+        help="comma-separated learners (default: the profile's): " + ", ".join(domain.recipes),
+    )
+    parser.add_argument(
+        "--profile",
+        default=domain.default_profile,
+        choices=list(domain.profiles),
+        help=f"preset of the settings below (default {domain.default_profile})",
+    )
+    parser.add_argument("--out", default=f"runs/{domain.name}", help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--seed", type=int, default=0, help="seed of tasks and initialization")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="parallel learner processes, slowest first (0: one per core on CPU, 1 on CUDA)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads per process (0: cores / jobs)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N]")
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="folder of the data sets (Omniglot npz files; else $METAGYM_DATA, else the cache)",
+    )
+    parser.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide progress bars (they are off anyway when stderr is not a terminal)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_profile_flags(parser, domain.profile_class)
+    parser.set_defaults(handler=run_command, domain_name=domain.name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metagym",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="domains, learners, splits, profiles, environments")
+    listing.set_defaults(handler=list_command)
+
+    run = commands.add_parser("run", help="train and evaluate a domain's learners")
+    run_domains = run.add_subparsers(dest="domain", required=True, metavar="DOMAIN")
+    for name in domains.names():
+        add_run_parser(run_domains, domains.get(name))
+
+    plot = commands.add_parser("plot", help="redraw a run folder's plots from its files")
+    plot.add_argument("out_dir", help="a run folder holding results.json")
+    plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    plot.set_defaults(handler=plot_command)
+
+    aggregate = commands.add_parser("aggregate", help="results of several seeds")
+    aggregate.add_argument("runs", nargs="+", help="run folders (or results.json), one per seed")
+    aggregate.add_argument("--out", required=True, help="output folder")
+    aggregate.add_argument("--no-plots", action="store_true", help="write the results files only")
+    aggregate.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    aggregate.set_defaults(handler=aggregate_command)
+    return parser
+
+
+# -- commands --------------------------------------------------------------------------------------
+def list_command(args: argparse.Namespace) -> int:
+    """Print the domains (learners with family, profiles, splits) and the environments."""
+    import gymnasium as gym
+
+    for name in domains.names():
+        domain = domains.get(name)
+        print(f"{name}: {domain.summary}")
+        print(f"  profiles: {', '.join(domain.profiles)} (default {domain.default_profile})")
+        width = max(len(n) for n in domain.recipes)
+        for learner, recipe in domain.recipes.items():
+            print(f"  {learner:<{width}}  {recipe.family:<14}  {recipe.summary}")
+        print(f"  splits: {domain.splits}")
+    import metagym_envs  # noqa: F401  (registers the metagym/* ids)
+
+    ids = sorted(i for i in gym.registry if i.startswith("metagym/"))
+    print("environments (metagym run rl --env ID, or any module:Class):")
+    for env_id in ids:
+        print(f"  {env_id}")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from metagym.experiment import RunOptions, run
+
+    domain = domains.get(args.domain_name)
+    profile = domain.profile(args.profile)
+    profile = profile.replace(**profile_overrides(args, profile))
+    options = RunOptions(
+        out_dir=Path(args.out),
+        seed=args.seed,
+        resume=args.resume,
+        jobs=args.jobs,
+        threads=args.threads,
+        device=args.device,
+        progress=False if args.no_progress else None,
+        tensorboard=args.tensorboard,
+        data_root=args.data_root,
+    )
+    start = time.perf_counter()
+    outcome = run(domain, profile, _split_names(args.learners), options)
+    for subfolder, results in outcome.items():
+        folder = options.out_dir / subfolder
+        print((folder / "results.md").read_text())
+        print(f"table: {folder / 'results.md'}")
+        print("plots: " + ", ".join(results.get("plots", [])))
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    from metagym.plots import redraw
+
+    for path in redraw(args.out_dir):
+        print(path)
+    return 0
+
+
+def aggregate_command(args: argparse.Namespace) -> int:
+    from metagym.aggregate import aggregate
+
+    aggregate(args.runs, args.out)
+    print((Path(args.out) / "results.md").read_text())
+    if not args.no_plots:
+        return plot_command(argparse.Namespace(out_dir=args.out))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit status (2 for an error, with one line on stderr)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished learners are kept (continue with --resume)", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as error:
+        if args.debug or "--debug" in argv:
+            raise
+        message = str(error) or type(error).__name__
+        if isinstance(error, KeyError):
+            message = f"missing {message}"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Few-shot Omniglot classification in and out of distribution: the classification recipes on
+:class:`metagym.tasks.OmniglotTasks`, one variant (subfolder ``<W>way-<K>shot``) per ways/shots
+combination, plus MAML's accuracy after 0..10 steps (``steps_sweep.json``) and one test task
+with every learner's predictions (``examples.json``).
+
+    metagym run omniglot --profile quick --data-root ../shared/data/omniglot --out runs/omniglot
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metagym.domains import register
+from metagym.domains.base import Context, Domain, LearnerRecipe
+from metagym.domains.classification import (
+    LEARNERS,
+    ClassificationProfile,
+    classification_recipes,
+    eval_splits,
+)
+from metagym.domains.profile import setting
+from metagym.evaluate import evaluate
+from metagym.learners.base import Learner
+from metagym.plots.classification import redraw
+from metagym.results import write_json_atomic, write_results
+from metagym.seeding import split_generator
+from metagym.tasks.omniglot import (
+    DEFAULT_SCALE_LEVELS,
+    DEFAULT_SHEAR_LEVELS,
+    PROTOCOLS,
+    OmniglotTasks,
+)
+
+SWEEP_STEPS = tuple(range(11))
+
+
+@dataclass(frozen=True)
+class OmniglotProfile(ClassificationProfile):
+    """The classification profile with Omniglot's task settings."""
+
+    ways: tuple[int, ...] = setting((5,), low=2, high=1623)
+    """ways N of the tasks (several: one run per combination)"""
+    shots: tuple[int, ...] = setting((1,), low=1, high=19)
+    """shots K of the tasks (several: one run per combination)"""
+    protocol: str = setting("standard", choices=PROTOCOLS)
+    """character split: standard (1,200 / 423 shuffled characters) or alphabets (train on the background alphabets)"""
+    sweep_tasks: int = setting(200, low=1, high=100_000)
+    """tasks per split of the MAML step sweep (0..10 steps)"""
+    shear_levels: tuple[float, ...] = setting(DEFAULT_SHEAR_LEVELS, above=0.0, high=2.0)
+    """shear levels of the ood-shear-* splits"""
+    scale_levels: tuple[float, ...] = setting(DEFAULT_SCALE_LEVELS, above=0.0, high=1.0)
+    """shrink factors of the ood-scale-* splits"""
+
+
+PROFILES = {
+    # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (docs/results/omniglot.md).
+    "quick": OmniglotProfile(),
+    # The papers' settings, for a GPU: Prototypical Networks train 60-way episodes with 5 queries
+    # and halve Adam's 1e-3 every 2,000 episodes; MAML 60,000 meta-updates (batch 32 / 16).
+    "paper": OmniglotProfile(
+        iterations={
+            "protonet": 20_000,
+            "matching": 20_000,
+            "matching-fce": 20_000,
+            "soft-nn": 20_000,
+            "maml": 60_000,
+            "maml-fo": 60_000,
+            "blackbox": 40_000,
+            "pretrain": 20_000,
+        },
+        meta_batch={
+            "protonet": 1,
+            "matching": 1,
+            "matching-fce": 1,
+            "soft-nn": 1,
+            "blackbox": 32,
+            "pretrain": 8,
+        },
+        default_learners=LEARNERS,
+        episode_ways=60,
+        queries=5,
+        train_queries=5,
+        sweep_tasks=600,
+        maml_meta_batch_scale=1.0,
+        lr_halving=2000,
+        log_every=100,
+        checkpoint_every=2000,
+    ),
+    # For tests: seconds.
+    "tiny": OmniglotProfile(
+        iterations=dict.fromkeys(LEARNERS, 3),
+        meta_batch=dict.fromkeys(LEARNERS, 2),
+        default_learners=LEARNERS,
+        episode_ways=0,
+        queries=1,
+        train_queries=1,
+        eval_tasks=4,
+        sweep_tasks=2,
+        shear_levels=(0.5,),
+        scale_levels=(0.5,),
+        maml_meta_batch_scale=1 / 16,
+        hidden=8,
+        log_every=1,
+        checkpoint_every=2,
+    ),
+}
+
+
+def variants(profile: OmniglotProfile) -> list[tuple[str, dict[str, Any]]]:
+    """One run per ways/shots combination, in ``<W>way-<K>shot``."""
+    return [
+        (f"{ways}way-{shots}shot", {"ways": ways, "shots": shots})
+        for ways in dict.fromkeys(profile.ways)
+        for shots in dict.fromkeys(profile.shots)
+    ]
+
+
+def make_distribution(context: Context, key: str) -> OmniglotTasks:
+    profile, ways = context.profile, context.variant["ways"]
+    episode_ways = (profile.episode_ways,) if profile.episode_ways > ways else ()
+    return OmniglotTasks(
+        ways,
+        context.variant["shots"],
+        profile.queries,
+        train_queries=profile.train_queries,
+        train_ways=episode_ways,
+        protocol=profile.protocol,
+        shear_levels=profile.shear_levels,
+        scale_levels=profile.scale_levels,
+        data_root=context.data_root,
+        device=context.device,
+    )
+
+
+def sweep_splits(distribution: OmniglotTasks) -> list[str]:
+    """``test`` and the strongest shift of each kind."""
+    strongest: dict[str, tuple[float, str]] = {}
+    for split, (kind, level) in distribution.shifts.items():
+        far = level if kind == "shear" else -level
+        if kind not in strongest or far > strongest[kind][0]:
+            strongest[kind] = (far, split)
+    return ["test", *(s for _, s in strongest.values())]
+
+
+def _example(context: Context):
+    distribution = context.distribution()
+    return distribution.sample(1, "test", split_generator(context.seed, "example"))[0]
+
+
+def learner_extras(context: Context, recipe: LearnerRecipe, learner: Learner) -> dict[str, Any]:
+    """The step sweep (MAML learners) and the learner's predictions on the example task."""
+    distribution = context.distribution()
+    extras: dict[str, Any] = {}
+    if "sweep" in recipe.extras:
+        rows = []
+        for split in sweep_splits(distribution):
+            tasks = distribution.sample(
+                context.profile.sweep_tasks, split, split_generator(context.seed, split)
+            )
+            rows += evaluate(learner, distribution, split, tasks, SWEEP_STEPS, progress=False)
+        extras["sweep"] = [{**row, "family": recipe.family} for row in rows]
+    example = _example(context).to(learner.device)
+    learner.eval()
+    extras["predictions"] = learner.adapt(example)(example.query.x).argmax(-1).tolist()
+    learner.train()
+    return extras
+
+
+def write_extras(context: Context, out_dir: Path, results: dict, extras: dict) -> None:
+    """``steps_sweep.json`` and ``examples.json``."""
+    sweep = [row for extra in extras.values() for row in extra.get("sweep", [])]
+    if sweep:
+        write_results(
+            out_dir / "steps_sweep.json",
+            sweep,
+            config={"steps": list(SWEEP_STEPS)},
+            seed=context.seed,
+        )
+    task = _example(context)
+    example = {
+        "split": "test",
+        "params": task.params,
+        "support_x": task.support.x[:, 0].tolist(),
+        "support_y": task.support.y.tolist(),
+        "query_x": task.query.x[:, 0].tolist(),
+        "query_y": task.query.y.tolist(),
+        "predictions": {n: e["predictions"] for n, e in extras.items() if "predictions" in e},
+    }
+    write_json_atomic(example, out_dir / "examples.json")
+
+
+DOMAIN = register(
+    Domain(
+        name="omniglot",
+        summary="few-shot Omniglot classification (N-way K-shot), shear and scale shifts",
+        profile_class=OmniglotProfile,
+        profiles=PROFILES,
+        recipes=classification_recipes(extras=("predictions",)),
+        make_distribution=make_distribution,
+        eval_splits=eval_splits,
+        redraw=redraw,
+        default_learners=lambda p: p.default_learners,
+        variants=variants,
+        after_learner=learner_extras,
+        after_run=write_extras,
+        title=lambda c: f"Omniglot {c.variant['ways']}-way {c.variant['shots']}-shot results",
+        splits="train, val, test, test-alphabets, ood-shear-<level>, ood-scale-<level>",
+    )
+)

@@ -1,0 +1,382 @@
+"""Meta-reinforcement learning on any task-protocol Gymnasium environment (``--env``): MAML-RL,
+RL^2 and baselines; on bandits also UCB1 and Thompson sampling.
+
+    metagym run rl --env metagym/Navigation2D-v0 --profile quick --out runs/nav
+    metagym run rl --env metagym/Bandit-v0 --env-kwargs '{"k": 5}' --learners rl2,ucb1,thompson,random
+
+``steps`` in the results: gradient steps (maml, pretrain-pg), earlier episodes of the trial (rl2
+on episodic tasks), environment steps of PPO on the task (pretrain, scratch); every row also has
+``env_steps`` (the environment steps of experience on the task behind it) and ``scored_on``.
+A run with a learner that is scored on whole trials (ucb1, thompson) scores rl2 and random on
+trials too, of ``--episodes-per-trial`` (default 10) pulls.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metagym.domains import register
+from metagym.domains.base import Context, Domain, LearnerRecipe
+from metagym.domains.profile import Profile, setting
+from metagym.learners.base import Learner
+from metagym.plots.rl import navigation_trajectories, redraw
+from metagym.results import write_json_atomic
+from metagym.tasks.gym import GymTaskDistribution
+from metagym.tasks.trials import TrialTaskDistribution
+
+#: Recipes whose ``requires`` holds this are scored on whole trials (bandit algorithms).
+TRIAL_TOTAL = "trial-total"
+
+
+@dataclass(frozen=True)
+class RLProfile(Profile):
+    """The environment and the budgets of the RL learners."""
+
+    env: str = "metagym/Navigation2D-v0"
+    """the environment: a registered id or an importable module:Class"""
+    env_kwargs: str = "{}"
+    """JSON constructor arguments of the environment"""
+    max_episode_steps: int | None = setting(None, low=1, high=1_000_000)
+    """episode step limit (none: the environment's own)"""
+    iterations: int = setting(50, low=1, high=1_000_000)
+    """MAML-RL / pretrain-pg meta-updates"""
+    meta_batch: int = setting(20, low=1, high=10_000)
+    """tasks per meta-update (MAML: 20 for navigation, 40 for locomotion)"""
+    fast_batch: int = setting(20, low=1, high=10_000)
+    """episodes per inner policy-gradient step (MAML: 20)"""
+    maml_steps: tuple[int, ...] = setting((0, 1, 2, 3), low=0, high=100)
+    """gradient steps evaluated (maml, pretrain-pg)"""
+    ppo_iterations: int = setting(40, low=1, high=1_000_000)
+    """pretrain / oracle PPO iterations"""
+    ppo_steps_per_iteration: int = setting(4096, low=1, high=10**8)
+    """PPO environment steps per iteration (pretrain, oracle)"""
+    ppo_n_envs: int = setting(8, low=1, high=1024)
+    """parallel environments of PPO (pretrain, oracle, rl2)"""
+    ppo_n_steps: int = setting(256, low=2, high=10**6)
+    """PPO rollout length per environment (rl2: half of it)"""
+    rl2_iterations: int = setting(60, low=1, high=1_000_000)
+    """RL^2 iterations"""
+    rl2_steps_per_iteration: int = setting(8192, low=1, high=10**8)
+    """RL^2 environment steps per iteration"""
+    episodes_per_trial: int | None = setting(None, low=1, high=10_000)
+    """RL^2 trial length (none: 10 when bandit algorithms run, else 2)"""
+    trial_total: bool = False
+    """score trial learners by the trial's total return (automatic with ucb1/thompson)"""
+    fine_tune_batches: tuple[int, ...] = setting((0, 1, 2), low=0, high=10_000)
+    """PPO fine-tuning budgets in units of one inner batch (fast_batch episodes)"""
+    eval_tasks: int = setting(40, low=1, high=100_000)
+    """tasks per evaluated split, the same tasks for every learner"""
+    eval_episodes: int = setting(20, low=1, high=100_000)
+    """episodes per scored task"""
+    eval_splits: tuple[str, ...] = ("test", "ood")
+    """splits evaluated; ood stands for every ood-* split"""
+    log_every: int = setting(5, low=1)
+    """meta-iterations between rows of metrics.csv"""
+    checkpoint_every: int = setting(10, low=1)
+    """meta-iterations between checkpoints (one is always written at the end)"""
+
+
+PROFILES = {
+    # Navigation2D with maml,pretrain-pg,pretrain,scratch,oracle,random: 34 min wall measured on
+    # 2 cores shared with other jobs (about 12 min of CPU time; maml: about 5 s per meta-update).
+    "quick": RLProfile(),
+    # Paper-scale budgets: 500 meta-updates of 20 tasks (pass --meta-batch 40 for locomotion, as
+    # in MAML), longer PPO/RL^2 training, and a PPO learning curve to 25 inner batches.
+    "paper": RLProfile(
+        iterations=500,
+        ppo_iterations=300,
+        rl2_iterations=500,
+        fine_tune_batches=(0, 1, 2, 3, 5, 10, 25),
+        eval_splits=("train", "test", "ood"),
+        log_every=10,
+        checkpoint_every=20,
+    ),
+    # For tests: seconds.
+    "tiny": RLProfile(
+        iterations=2,
+        meta_batch=2,
+        fast_batch=4,
+        maml_steps=(0, 1),
+        ppo_iterations=1,
+        ppo_steps_per_iteration=64,
+        ppo_n_envs=2,
+        ppo_n_steps=32,
+        rl2_iterations=1,
+        rl2_steps_per_iteration=64,
+        fine_tune_batches=(0, 1),
+        eval_tasks=2,
+        eval_episodes=2,
+        log_every=1,
+        checkpoint_every=1,
+    ),
+}
+
+
+# -- what a run's learners share -------------------------------------------------------------------
+def bandit_run(context: Context) -> bool:
+    """True when a requested learner is scored on whole trials (a bandit algorithm)."""
+    return any(TRIAL_TOTAL in context.recipe(n).requires for n in context.learners)
+
+
+def trial_total(context: Context) -> bool:
+    return context.profile.trial_total or bandit_run(context)
+
+
+def episodes_per_trial(context: Context) -> int:
+    return context.profile.episodes_per_trial or (10 if bandit_run(context) else 2)
+
+
+def horizon(context: Context) -> int:
+    """Steps of one episode (the step limit, else 100)."""
+    return context.distribution().sampler.time_limit or 100
+
+
+def _env_kwargs(profile: RLProfile) -> dict[str, Any]:
+    try:
+        kwargs = json.loads(profile.env_kwargs)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--env-kwargs is not JSON: {error}") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object, got {profile.env_kwargs!r}")
+    return kwargs
+
+
+def make_distribution(context: Context, key: str) -> GymTaskDistribution:
+    """``"tasks"``: the environment's tasks; ``"trials"``: the same tasks scored on trials."""
+    profile = context.profile
+    common = {
+        "env_kwargs": _env_kwargs(profile),
+        "max_episode_steps": profile.max_episode_steps,
+        "eval_episodes": profile.eval_episodes,
+    }
+    if key == "trials":
+        return TrialTaskDistribution(profile.env, episodes_per_trial(context), **common)
+    return GymTaskDistribution(profile.env, **common)
+
+
+def eval_splits(context: Context) -> list[str]:
+    distribution = context.distribution()
+    splits: list[str] = []
+    for split in context.profile.eval_splits:
+        if split == "ood":
+            splits += [s for s in distribution.splits if s.startswith("ood-")]
+        else:
+            splits.append(distribution.check_split(split))
+    return splits
+
+
+# -- learners --------------------------------------------------------------------------------------
+def _maml_rl(train_steps: int, name: str):
+    def build(context: Context) -> Learner:
+        from metagym.rl.maml_rl import MAMLRL
+        from metagym.rl.policies import make_policy
+
+        distribution = context.distribution()
+        policy = make_policy(distribution.observation_space, distribution.action_space)
+        return MAMLRL(
+            policy,
+            distribution.sampler,
+            fast_batch=context.profile.fast_batch,
+            train_steps=train_steps,
+            eval_steps=1,
+            name=name,
+        )
+
+    return build
+
+
+def _rl2(context: Context) -> Learner:
+    from metagym.rl.rl2 import RL2
+
+    profile = context.profile
+    return RL2(
+        context.distribution("trials"),
+        per_episode=not trial_total(context),
+        steps_per_iteration=profile.rl2_steps_per_iteration,
+        n_envs=profile.ppo_n_envs,
+        seed=context.seed,
+        ppo_kwargs={"n_steps": max(profile.ppo_n_steps // 2, 8), "batch_size": 256},
+    )
+
+
+def _ppo(mode: str):
+    def build(context: Context) -> Learner:
+        from metagym.rl.sb3_learners import PPOBaseline
+
+        profile = context.profile
+        return PPOBaseline(
+            context.distribution(),
+            mode,
+            steps_per_iteration=profile.ppo_steps_per_iteration,
+            n_envs=profile.ppo_n_envs,
+            ppo_kwargs={"n_steps": profile.ppo_n_steps},
+            fine_tune_kwargs={"n_steps": profile.fast_batch * horizon(context)},
+            seed=context.seed,
+        )
+
+    return build
+
+
+def _random_distribution(context: Context) -> str:
+    return "trials" if bandit_run(context) else "tasks"
+
+
+def _random(context: Context) -> Learner:
+    from metagym.rl.sb3_learners import RandomLearner
+
+    scored_on = "trial" if bandit_run(context) else "episode"
+    return RandomLearner(context.distribution().action_space, scored_on=scored_on)
+
+
+def _bandit(algorithm: str):
+    def build(context: Context) -> Learner:
+        from metagym.rl.bandits import BanditLearner
+
+        distribution = context.distribution()
+        obs_dim = int(torch.tensor(distribution.observation_space.shape).prod())
+        return BanditLearner(algorithm, int(distribution.action_space.n), obs_dim)
+
+    return build
+
+
+def _check_bandit(context: Context) -> None:
+    space = context.distribution().action_space
+    if not hasattr(space, "n"):
+        raise ValueError(f"ucb1 and thompson need a bandit (a Discrete action space), got {space}")
+
+
+def _fine_tune_steps(context: Context) -> tuple[int, ...]:
+    per_batch = context.profile.fast_batch * horizon(context)
+    return tuple(b * per_batch for b in context.profile.fine_tune_batches)
+
+
+def _rl2_steps(context: Context) -> tuple[int, ...]:
+    return (0,) if trial_total(context) else tuple(range(episodes_per_trial(context)))
+
+
+def _recipes() -> dict[str, LearnerRecipe]:
+    maml = {
+        "iterations": lambda c: c.profile.iterations,
+        "meta_batch": lambda c: c.profile.meta_batch,
+        "eval_steps": lambda c: c.profile.maml_steps,
+        "report_steps": 1,
+        "cost": 10,
+    }
+    ppo = {
+        "iterations": lambda c: c.profile.ppo_iterations,
+        "meta_batch": lambda c: c.profile.meta_batch,
+        "cost": 5,
+    }
+    recipes = [
+        LearnerRecipe(
+            "maml",
+            "gradient",
+            _maml_rl(1, "maml"),
+            extras=("trajectories",),
+            summary="MAML-RL: policy-gradient inner step, TRPO outer step",
+            **maml,
+        ),
+        LearnerRecipe(
+            "pretrain-pg",
+            "baseline",
+            _maml_rl(0, "pretrain-pg"),
+            summary="TRPO on the task mixture, fine-tuned by MAML's policy-gradient steps",
+            **maml,
+        ),
+        LearnerRecipe(
+            "rl2",
+            "black-box",
+            _rl2,
+            iterations=lambda c: c.profile.rl2_iterations,
+            meta_batch=lambda c: c.profile.meta_batch,
+            eval_steps=_rl2_steps,
+            distribution="trials",
+            cost=8,
+            summary="RL^2: a recurrent policy over trials, trained by RecurrentPPO",
+        ),
+        LearnerRecipe(
+            "pretrain",
+            "baseline",
+            _ppo("pretrain"),
+            eval_steps=_fine_tune_steps,
+            summary="PPO on the task mixture, fine-tuned by PPO on each task",
+            **ppo,
+        ),
+        LearnerRecipe(
+            "scratch",
+            "baseline",
+            _ppo("scratch"),
+            iterations=0,
+            eval_steps=_fine_tune_steps,
+            cost=3,
+            summary="PPO from scratch on each task",
+        ),
+        LearnerRecipe(
+            "oracle", "baseline", _ppo("oracle"), summary="PPO that sees the task parameters", **ppo
+        ),
+        LearnerRecipe(
+            "random",
+            "baseline",
+            _random,
+            iterations=0,
+            distribution=_random_distribution,
+            summary="uniformly random actions",
+        ),
+        *(
+            LearnerRecipe(
+                name,
+                "baseline",
+                _bandit(name),
+                iterations=0,
+                distribution="trials",
+                requires=(TRIAL_TOTAL,),
+                check=_check_bandit,
+                summary=summary,
+            )
+            for name, summary in (
+                ("ucb1", "UCB1 on bandit trials"),
+                ("thompson", "Thompson sampling on bandit trials"),
+            )
+        ),
+    ]
+    return {r.name: r for r in recipes}
+
+
+# -- extras ----------------------------------------------------------------------------------------
+def learner_extras(context: Context, recipe: LearnerRecipe, learner: Learner) -> dict[str, Any]:
+    """Navigation2D: the positions visited before and after adaptation on four test tasks."""
+    distribution = context.distribution()
+    if "trajectories" not in recipe.extras or "Navigation2D" not in distribution.name:
+        return {}
+    tasks = context.eval_tasks("tasks", "test")[:4]
+    return {"trajectories": navigation_trajectories(learner, distribution, tasks)}
+
+
+def write_extras(context: Context, out_dir: Path, results: dict, extras: dict) -> None:
+    for extra in extras.values():
+        if "trajectories" in extra:
+            write_json_atomic(extra["trajectories"], out_dir / "trajectories.json")
+
+
+DOMAIN = register(
+    Domain(
+        name="rl",
+        summary="meta-RL on a task-protocol Gymnasium environment (--env id or module:Class)",
+        profile_class=RLProfile,
+        profiles=PROFILES,
+        recipes=_recipes(),
+        make_distribution=make_distribution,
+        eval_splits=eval_splits,
+        redraw=redraw,
+        default_learners=("maml", "pretrain", "scratch", "oracle", "random"),
+        after_learner=learner_extras,
+        after_run=write_extras,
+        title=lambda c: f"{c.distribution().name} results",
+        splits="train, val, test and the environment's ood-* splits",
+    )
+)
