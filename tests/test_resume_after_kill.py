@@ -1,0 +1,80 @@
+"""A multi-learner run killed in the middle and run again with ``--resume`` keeps the learners that
+had finished and gives the results of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = [
+    "run",
+    "sinusoid",
+    "--profile",
+    "tiny",
+    "--learners",
+    "maml,blackbox,oracle",
+    "--iterations",
+    "maml=20,blackbox=600,oracle=20",
+    "--checkpoint-every",
+    "20",
+    "--jobs",
+    "1",
+    "--threads",
+    "1",
+    "--no-progress",
+]
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "metagym", *ARGS, "--out", str(out), *extra]
+
+
+def _rows(out: Path) -> dict:
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    return {(r["learner"], r["split"], r["steps"]): (r["mean"], r["ci95"]) for r in rows}
+
+
+def test_killed_run_resumes_to_the_uninterrupted_results(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(_command(whole), cwd=ROOT, check=True, capture_output=True, timeout=600)
+
+    process = subprocess.Popen(_command(broken), cwd=ROOT, stderr=subprocess.PIPE)
+    checkpoint = broken / "runs" / "blackbox" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists():  # maml has finished; blackbox is half-way
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (broken / "runs" / "maml" / "rows.json").is_file()
+    assert not (broken / "runs" / "blackbox" / "rows.json").exists()
+    assert not (broken / "results.json").exists()
+    finished = (broken / "runs" / "maml" / "rows.json").stat().st_mtime_ns
+
+    done = subprocess.run(
+        _command(broken, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (broken / "runs" / "maml" / "rows.json").stat().st_mtime_ns == finished  # kept
+    assert _rows(broken) == _rows(whole)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(_command(out), cwd=ROOT, check=True, capture_output=True, timeout=600)
+    done = subprocess.run(
+        _command(out, "--resume", "--seed", "7"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2
+    assert "other settings" in done.stderr and "seed: 0 -> 7" in done.stderr
