@@ -1,7 +1,7 @@
 """Aggregate the results of the same experiment run with several seeds.
 
-    python experiments/sinusoid.py --seed 0 --out runs/s0   # ... and --seed 1, --seed 2
-    python -m metagym.aggregate runs/s0 runs/s1 runs/s2 --out runs/seeds
+    metagym run sinusoid --seed 0 --out runs/s0   # ... and --seed 1, --seed 2
+    metagym aggregate runs/s0 runs/s1 runs/s2 --out runs/seeds
 
 A single run's 95% interval is over tasks: it says nothing of how much the result depends on the
 training seed. This module takes one ``results.json`` per seed and writes, into ``--out``,

@@ -73,7 +73,7 @@ def init_process_group(device: torch.device) -> None:
     if missing:
         raise RuntimeError(
             f"WORLD_SIZE > 1 but {', '.join(missing)} unset: launch with torchrun "
-            "(see the README, 'Performance and scale')"
+            "(see docs/performance.md)"
         )
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs: dict[str, Any] = {}

@@ -342,6 +342,7 @@ def prepare(
     )
     out_dir = check_out_dir(options.out_dir)
     check_device(options.device)
+    _jobs_and_threads(options, len(names))
     if isinstance(options.seed, bool) or not isinstance(options.seed, int):
         raise ValueError(f"--seed must be an integer, got {options.seed!r}")
     if not 0 <= options.seed < 2**31:

@@ -5,7 +5,7 @@ through ``torch.func.functional_call``, differentiable with respect to the initi
 (second order), with the inner gradients treated as constants (first order), or not at all
 (evaluation). :func:`adapt_batched` runs it for a whole meta-batch at once: the weights get a
 leading task dimension and the per-task losses are computed with ``torch.func.vmap`` over tasks,
-which removes the Python loop over tasks that dominates MAML on small nets (README, "Performance and scale").
+which removes the Python loop over tasks that dominates MAML on small nets (docs/performance.md).
 
 Both are reached through :class:`metagym.learners.maml.MAML` with ``backend="vmap"`` and through
 :func:`metagym.learners.maml.adapted_model` with ``backend="vmap"``; ``backend="higher"`` stays the
@@ -252,7 +252,7 @@ def inner_loop(
     per-task losses, computed under ``vmap``): tasks are independent, so the gradient of the
     summed losses with respect to the task-batched weights is each task's own gradient.
     (Measured: this is 20-30% faster than ``torch.func.grad`` inside ``vmap``, with the same
-    meta-gradients; see the README, "Performance and scale".)
+    meta-gradients; see docs/performance.md.)
 
     Args:
         loss_of_weights: maps fast weights (name -> tensor) to the support loss(es).

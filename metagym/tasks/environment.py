@@ -232,5 +232,5 @@ def check_task_protocol(env: gym.Env, name: str = "") -> None:
             f"environment {name or type(inner).__name__} does not follow the task protocol: it "
             f"has no method {' and no method '.join(missing)}. A task environment needs "
             "sample_tasks(n, split='train') -> list[dict] (drawn from self.np_random) and "
-            "set_task(task); see the README section 'Plug in your own environment'"
+            "set_task(task); see docs/environments.md, 'Plug in your own environment'"
         )
