@@ -19,13 +19,15 @@ import inspect
 import json
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
+
+from metagym_envs.core import json_copy
 
 __all__ = ["CHECKS", "TaskProtocolError", "check_task_env"]
 
@@ -253,21 +255,8 @@ def _json_problem(value: Any, path: str) -> str | None:
     return f"{path} is a {type(value).__name__} ({_short(value)}), not a JSON type"
 
 
-def _plain(value: Any) -> Any:
-    """Numpy arrays and scalars as plain lists and numbers, tuples as lists (for comparisons)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _same_task(a: Any, b: Any) -> bool:
-    return _plain(a) == _plain(b)
+    return json_copy(a) == json_copy(b)
 
 
 def _probe_tasks(subject: _Subject) -> list[dict[str, Any]]:

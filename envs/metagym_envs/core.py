@@ -34,8 +34,9 @@ __all__ = [
 
 
 def json_copy(value: Any) -> Any:
-    """A fresh copy of a JSON-like value (dicts, lists, numbers, strings), numpy scalars made plain."""
-    if isinstance(value, dict):
+    """A fresh copy of a JSON-like value (mappings, lists, numbers, strings): numpy arrays and
+    scalars made plain, tuples made lists."""
+    if isinstance(value, Mapping):
         return {k: json_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_copy(v) for v in value]

@@ -113,6 +113,22 @@ class ClassificationProfile(Profile):
     """meta-iterations between checkpoints (one is always written at the end)"""
 
 
+#: The ``tiny`` profile of the classification domains, for tests: seconds.
+TINY: dict[str, Any] = {
+    "iterations": dict.fromkeys(LEARNERS, 3),
+    "meta_batch": dict.fromkeys(LEARNERS, 2),
+    "default_learners": LEARNERS,
+    "episode_ways": 0,
+    "queries": 1,
+    "train_queries": 1,
+    "eval_tasks": 4,
+    "maml_meta_batch_scale": 1 / 16,
+    "hidden": 8,
+    "log_every": 1,
+    "checkpoint_every": 2,
+}
+
+
 def maml_settings(ways: int) -> dict[str, Any]:
     """MAML's Omniglot settings (Finn et al. 2017, section 5.2)."""
     if ways <= 5:
@@ -327,19 +343,7 @@ register(
         profile_class=CustomClassificationProfile,
         profiles={
             "quick": CustomClassificationProfile(),
-            "tiny": CustomClassificationProfile(
-                iterations=dict.fromkeys(LEARNERS, 3),
-                meta_batch=dict.fromkeys(LEARNERS, 2),
-                default_learners=LEARNERS,
-                episode_ways=0,
-                queries=1,
-                train_queries=1,
-                eval_tasks=4,
-                maml_meta_batch_scale=1 / 16,
-                hidden=8,
-                log_every=1,
-                checkpoint_every=2,
-            ),
+            "tiny": CustomClassificationProfile(**TINY),
         },
         recipes=classification_recipes(),
         make_distribution=make_custom_distribution,

@@ -16,6 +16,7 @@ from metagym.domains import register
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.classification import (
     LEARNERS,
+    TINY,
     ClassificationProfile,
     classification_recipes,
     eval_splits,
@@ -89,22 +90,7 @@ PROFILES = {
         checkpoint_every=2000,
     ),
     # For tests: seconds.
-    "tiny": OmniglotProfile(
-        iterations=dict.fromkeys(LEARNERS, 3),
-        meta_batch=dict.fromkeys(LEARNERS, 2),
-        default_learners=LEARNERS,
-        episode_ways=0,
-        queries=1,
-        train_queries=1,
-        eval_tasks=4,
-        sweep_tasks=2,
-        shear_levels=(0.5,),
-        scale_levels=(0.5,),
-        maml_meta_batch_scale=1 / 16,
-        hidden=8,
-        log_every=1,
-        checkpoint_every=2,
-    ),
+    "tiny": OmniglotProfile(**TINY, sweep_tasks=2, shear_levels=(0.5,), scale_levels=(0.5,)),
 }
 
 

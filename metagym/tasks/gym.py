@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import torch
+from metagym_envs.core import json_copy
 
 from metagym.tasks.base import TaskDistribution
 from metagym.tasks.environment import (
@@ -94,25 +95,12 @@ def _check_tasks(tasks: Any, n: int, source: str) -> list[dict[str, Any]]:
         if not isinstance(task, Mapping):
             raise ProtocolError(f"{source} returned a task that is not a dict: {task!r:.200}")
         try:
-            checked.append(json.loads(json.dumps(_plain(task))))
+            checked.append(json.loads(json.dumps(json_copy(task))))
         except (TypeError, ValueError) as error:
             raise ProtocolError(
                 f"{source} returned a task that is not JSON-serializable: {task!r:.200} ({error})"
             ) from error
     return checked
-
-
-def _plain(value: Any) -> Any:
-    """Numpy arrays and scalars as plain lists and numbers."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class GymTaskDistribution(TaskDistribution):
