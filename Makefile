@@ -23,7 +23,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) experiments/sinusoid.py --profile quick --out $(OUT)
+	$(VENV)/bin/metagym run sinusoid --profile quick --out $(OUT)
 
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .

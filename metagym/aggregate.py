@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from metagym.results import read_results, write_report
+from metagym.run_folder import differences
 
 #: Fields of a row that are measured values of one run (the rest identify the row).
 VALUE_FIELDS = ("mean", "ci95", "n_tasks", "diverged", "n_diverged", "diverged_at_step")
@@ -120,11 +121,33 @@ def aggregate_rows(
     return rows, missing
 
 
+#: Config entries that define a run's results apart from its seed (others: timings, jobs, ...).
+DEFINING = ("domain", "variant", "profile", "distribution")
+
+
+def check_same_settings(runs: Sequence[dict[str, Any]], files: Sequence[Path]) -> None:
+    """Refuse runs whose settings differ in anything but the seed, naming the differences."""
+    first = {k: runs[0].get("config", {}).get(k) for k in DEFINING}
+    for run, file in zip(runs[1:], files[1:], strict=True):
+        other = {k: run.get("config", {}).get(k) for k in DEFINING}
+        changed = differences(first, other)
+        if changed:
+            raise ValueError(
+                f"{file} was run with other settings than {files[0]} ({'; '.join(changed[:6])}); "
+                "aggregate runs that differ only in their seed"
+            )
+
+
 def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
     """Aggregate the runs at ``paths`` into ``out_dir/results.json`` and ``results.md``; return
     the results as written (``main`` also redraws the plots)."""
     files = [results_path(p) for p in paths]
+    target = Path(out_dir).resolve()
+    for file in files:
+        if file.parent.resolve() == target:
+            raise ValueError(f"--out {out_dir} is one of the runs; aggregate into another folder")
     runs = [read_results(f) for f in files]
+    check_same_settings(runs, files)
     rows, missing = aggregate_rows(runs)
     seeds = rows[0]["seeds"]
     for row in missing:

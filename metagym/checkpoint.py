@@ -1,7 +1,16 @@
-"""Atomic checkpoints: write to a temporary file in the same folder, then rename over the target."""
+"""Verified, atomic checkpoints.
+
+A checkpoint file holds ``{"format", "sha256", "payload"}``: the ``torch.save`` bytes of the
+state, as a uint8 tensor, and their SHA-256. It is written to a temporary file in the same folder,
+then renamed over the target, so a reader never sees half a file; on load the checksum is
+verified before the payload is read, and both reads use ``torch.load(weights_only=True)`` (tensors
+and plain containers only: no code runs).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -9,15 +18,33 @@ from typing import Any
 
 import torch
 
+FORMAT = "metagym-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or learner file is damaged, truncated, tampered with or not metagym's."""
+
+
+def _fix(path: Path) -> str:
+    return f"delete {path} (the run then starts that learner afresh), or run without --resume"
+
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` ``state`` to ``path`` so that a reader never sees a half-written file."""
+    """``torch.save`` ``state`` with its checksum to ``path``, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    record = {
+        "format": FORMAT,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            torch.save(record, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -28,8 +55,28 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
+    """Load what :func:`save_atomic` wrote, verifying its checksum; a :class:`CheckpointError`
+    naming the file and what to do when it is damaged."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, empty, garbage or unsafe: all mean a damaged file
+        raise CheckpointError(
+            f"{path} is damaged or not a metagym checkpoint ({type(error).__name__}); {_fix(path)}"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a verified metagym checkpoint (no {FORMAT} checksum); {_fix(path)}"
+        )
+    payload = record["payload"]
+    data = payload.numpy().tobytes() if isinstance(payload, torch.Tensor) else b""
+    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+        raise CheckpointError(f"{path} fails its checksum (the file was altered); {_fix(path)}")
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path} holds a payload that does not load ({type(error).__name__}); {_fix(path)}"
+        ) from None

@@ -55,6 +55,9 @@ def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None
     )
     parser.add_argument("--out", default=f"runs/{domain.name}", help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (else it is refused)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of tasks and initialization")
     parser.add_argument(
         "--jobs",
@@ -145,6 +148,7 @@ def run_command(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         seed=args.seed,
         resume=args.resume,
+        overwrite=args.overwrite,
         jobs=args.jobs,
         threads=args.threads,
         device=args.device,

@@ -1,9 +1,10 @@
 """The one evaluation routine: adapt a learner to each task of a split and score its queries.
 
 For learners that take gradient steps, every requested step count is scored from one adaptation
-run. A task whose score is not finite (or beyond the distribution's divergence bound) counts as
-diverged: its row reports ``diverged`` with the first evaluated step at which it happened, never a
-NaN, a crash or a dropped row.
+run. A task whose score is not finite, whose predictions are not finite (classification: the
+argmax of NaN logits would look like class 0), or whose score is beyond the distribution's
+divergence bound counts as diverged: its row reports ``diverged`` with the first evaluated step at
+which it happened, never a NaN, a crash or a dropped row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from metagym.learners.base import Learner
-from metagym.tasks.base import TaskDistribution
+from metagym.tasks.base import SupervisedTask, TaskDistribution
 
 
 def confidence_interval(values: Sequence[float]) -> float:
@@ -25,6 +26,30 @@ def confidence_interval(values: Sequence[float]) -> float:
     if n < 2:
         return 0.0
     return 1.96 * float(torch.tensor(values, dtype=torch.float64).std()) / math.sqrt(n)
+
+
+class _FiniteWatch:
+    """A predictor that remembers whether any of its outputs was not finite."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        self.finite = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.predictor(x)
+        if isinstance(out, torch.Tensor) and out.is_floating_point():
+            self.finite = self.finite and bool(torch.isfinite(out).all())
+        return out
+
+
+def _score(distribution: TaskDistribution, predictor, task) -> float:
+    """The task's score; NaN (diverged) when a supervised predictor gave a non-finite output,
+    whatever the metric makes of it (the arg-max of NaN logits is class 0, not a failure)."""
+    if not isinstance(task, SupervisedTask):
+        return distribution.score(predictor, task)
+    watched = _FiniteWatch(predictor)
+    score = distribution.score(watched, task)
+    return score if watched.finite else math.nan
 
 
 def evaluate(
@@ -58,7 +83,7 @@ def evaluate(
         else:
             predictors = {None: learner.adapt(task)}
         for s, predictor in predictors.items():
-            scores[s].append(distribution.score(predictor, task))
+            scores[s].append(_score(distribution, predictor, task))
     learner.train()
 
     rows = []

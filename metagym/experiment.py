@@ -12,6 +12,7 @@ and draws its plots from the files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -31,6 +32,7 @@ from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.profile import Profile
 from metagym.evaluate import evaluate
 from metagym.results import read_json, write_json_atomic, write_report
+from metagym.run_folder import FolderLock, check_folder, differences, start_folder
 from metagym.seeding import build_seeded, make_generator
 from metagym.train import TrainConfig, train
 
@@ -46,6 +48,7 @@ class RunOptions:
         out_dir: the output folder (created).
         seed: seed of weight initialization, training tasks and evaluation tasks.
         resume: keep finished learners and continue from checkpoints in ``out_dir``.
+        overwrite: replace the run already in ``out_dir`` (without it, such a folder is refused).
         jobs: parallel learner processes (0: one per core on CPU, 1 on a GPU).
         threads: torch threads per process (0: cores / jobs).
         device: torch device of the learners.
@@ -57,6 +60,7 @@ class RunOptions:
     out_dir: Path
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False
     jobs: int = 1
     threads: int = 0
     device: str = "cpu"
@@ -199,18 +203,6 @@ def run_definition(context: Context) -> dict[str, Any]:
         "profile": context.profile.as_dict(),
         "metagym_version": metagym.__version__,
     }
-
-
-def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Readable ``key: old -> new`` lines where two definitions differ."""
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            lines += differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return lines
 
 
 def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
@@ -387,14 +379,25 @@ def run(
         profile = domain.profile(profile or domain.default_profile)
     options = options or RunOptions(**option_fields)
     names, planned = prepare(domain, profile, learners, options)
+    main = is_main_process()
     out = {}
     try:
-        for subfolder, out_dir, context in planned:
-            results = run_variant(context, names, out_dir, options)
-            out[subfolder] = results
-            if is_main_process():
-                for path in domain.redraw(out_dir):
-                    results.setdefault("plots", []).append(str(path))
+        with FolderLock(options.out_dir) if main else contextlib.nullcontext():
+            for _, out_dir, context in planned if main else ():
+                definition = run_definition(context)
+                check_folder(
+                    out_dir, definition, resume=options.resume, overwrite=options.overwrite
+                )
+            for subfolder, out_dir, context in planned:
+                if main:
+                    start_folder(
+                        out_dir, run_definition(context), names, overwrite=options.overwrite
+                    )
+                results = run_variant(context, names, out_dir, options)
+                out[subfolder] = results
+                if main:
+                    for path in domain.redraw(out_dir):
+                        results.setdefault("plots", []).append(str(path))
     finally:
         for _, _, context in planned:
             context.close()

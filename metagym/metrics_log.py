@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 
@@ -24,7 +25,12 @@ class MetricsLog:
             with self.path.open(newline="") as f:
                 reader = csv.DictReader(f)
                 self.fields = reader.fieldnames and list(reader.fieldnames)
-                rows = [r for r in reader if int(r["iteration"]) <= resume_iteration]
+                rows = [
+                    r
+                    for r in reader
+                    if (parsed := _parse_row(r)) is not None
+                    and parsed.get("iteration", math.inf) <= resume_iteration
+                ]
         with self.path.open("w", newline="") as f:
             if self.fields:
                 writer = csv.DictWriter(f, self.fields)
@@ -60,4 +66,14 @@ class MetricsLog:
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
     """Rows of a ``metrics.csv`` as floats."""
     with Path(path).open(newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        return [parsed for row in csv.DictReader(f) if (parsed := _parse_row(row)) is not None]
+
+
+def _parse_row(row: dict) -> dict[str, float] | None:
+    """A row as floats; None for a row cut short (a run killed mid-write, a full disk)."""
+    if None in row or any(v is None for v in row.values()):
+        return None
+    try:
+        return {k: float(v) for k, v in row.items() if v != ""}
+    except ValueError:
+        return None

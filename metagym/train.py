@@ -54,6 +54,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
+def _last_good(path: Path) -> str:
+    if path.exists():
+        return f"the last good checkpoint is {path}"
+    return "no checkpoint was written before"
+
+
 def _all_finite(learner: Learner) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in learner.parameters())
 
@@ -147,7 +153,7 @@ def train(
             if bad:
                 raise TrainingDiverged(
                     f"{learner.name}: {', '.join(bad)} became non-finite at iteration {iteration}; "
-                    f"the last good checkpoint is {checkpoint_path} (lower the learning rates)"
+                    f"{_last_good(checkpoint_path)} (lower the learning rates)"
                 )
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -167,7 +173,7 @@ def train(
                 if not _all_finite(learner):
                     raise TrainingDiverged(
                         f"{learner.name}: weights became non-finite by iteration {iteration}; "
-                        f"the last good checkpoint is {checkpoint_path}"
+                        f"{_last_good(checkpoint_path)}"
                     )
                 save(iteration)
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metagym.checkpoint import load_checkpoint
 from metagym.distributed import is_main_process, shard_bounds
 from metagym.learners import MAML
 from metagym.nets import mlp
@@ -90,7 +91,7 @@ def test_shard_bounds_cover_the_meta_batch_exactly():
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    return torch.load(checkpoint, weights_only=True)["learner"]["model"]
+    return load_checkpoint(checkpoint)["learner"]["model"]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

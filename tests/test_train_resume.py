@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from metagym import domains
+from metagym.checkpoint import load_checkpoint
 from metagym.learners.base import Learner
 from metagym.metrics_log import read_metrics
 from metagym.seeding import build_seeded
@@ -58,7 +59,7 @@ def test_nan_loss_stops_training_naming_the_iteration_and_keeps_the_checkpoint(t
     config = TrainConfig(iterations=10, meta_batch=2, log_every=1, checkpoint_every=2)
     with pytest.raises(TrainingDiverged, match="iteration 4"):
         train(_Exploding(), SinusoidTasks(5), config, tmp_path, progress=False)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["iteration"] == 2
 
 

@@ -1,0 +1,198 @@
+"""Faults against the runner and its files: each case must end in a clear error before any work
+(exit status 2, one line), or in a correct result, and nothing already written may be lost."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from metagym.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from metagym.cli import main
+from metagym.evaluate import evaluate
+from metagym.learners.base import Learner
+from metagym.metrics_log import read_metrics
+from metagym.run_folder import FolderLock
+from metagym.seeding import make_generator
+from metagym.train import TrainConfig, TrainingDiverged, train
+from tests.image_tasks import StripeTasks
+
+TINY = ["run", "sinusoid", "--profile", "tiny", "--learners", "oracle,blackbox", "--jobs", "1"]
+
+
+def _run(out, *extra, capsys=None) -> tuple[int, str]:
+    status = main([*TINY, "--no-progress", "--out", str(out), *extra])
+    err = capsys.readouterr().err if capsys else ""
+    return status, err
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished tiny run (read only: tests copy it before changing anything)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main([*TINY, "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def _snapshot(folder):
+    return {
+        p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "difference"),
+    [
+        (["--shots", "10"], "profile.shots: 5 -> 10"),
+        (["--seed", "3"], "seed: 0 -> 3"),
+        (["--iterations", "7"], "profile.iterations.oracle: 20 -> 7"),
+        (["--inner-lr", "0.5"], "profile.inner_lr: 0.01 -> 0.5"),
+    ],
+)
+def test_resume_with_other_settings_is_refused_and_nothing_changes(
+    finished, extra, difference, capsys
+):
+    before = _snapshot(finished)
+    status, err = _run(finished, "--resume", *extra, capsys=capsys)
+    assert status == 2 and difference in err and err.count("\n") == 1, err
+    assert _snapshot(finished) == before
+
+
+def test_resume_with_what_cannot_change_results_is_accepted(finished, tmp_path, capsys):
+    out = tmp_path / "copy"
+    os.system(f"cp -r {finished} {out}")
+    status, err = _run(out, "--resume", "--threads", "1", "--jobs", "1", capsys=capsys)
+    assert status == 0, err
+    again = json.loads((out / "results.json").read_text())["rows"]
+    first = json.loads((finished / "results.json").read_text())["rows"]
+    assert [r["mean"] for r in again] == [r["mean"] for r in first]
+
+
+def test_resume_with_fewer_learners_keeps_the_others_rows(finished, tmp_path, capsys):
+    out = tmp_path / "copy"
+    os.system(f"cp -r {finished} {out}")
+    status = main([*TINY[:4], "--learners", "oracle", "--jobs", "1", "--out", str(out), "--resume"])
+    assert status == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["learner"] for r in rows} == {"oracle", "blackbox"}
+
+
+def test_a_finished_folder_is_not_overwritten_without_overwrite(finished, tmp_path, capsys):
+    before = _snapshot(finished)
+    status, err = _run(finished, capsys=capsys)
+    assert status == 2 and "--resume" in err and "--overwrite" in err
+    assert _snapshot(finished) == before
+    out = tmp_path / "copy"
+    os.system(f"cp -r {finished} {out}")
+    assert _run(out, "--overwrite")[0] == 0
+    status, err = _run(out, "--overwrite", "--resume", capsys=capsys)
+    assert status == 2 and "exclude each other" in err
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
+    out = tmp_path / "busy"
+    with FolderLock(out):
+        status, err = _run(out, capsys=capsys)
+    assert status == 2 and f"process {os.getpid()}" in err
+    assert not (out / "results.json").exists()
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    elif how == "flipped":  # one payload byte changed: still a valid torch file
+        record = torch.load(path, weights_only=True)
+        payload = bytearray(record["payload"].numpy().tobytes())
+        payload[len(payload) // 2] ^= 0xFF
+        record["payload"] = torch.frombuffer(payload, dtype=torch.uint8)
+        torch.save(record, path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "flipped"])
+def test_damaged_checkpoints_are_refused_naming_the_file(tmp_path, how):
+    path = tmp_path / "checkpoint.pt"
+    save_atomic({"weights": torch.arange(1000.0), "iteration": 3}, path)
+    assert load_checkpoint(path)["iteration"] == 3
+    _damage(path, how)
+    with pytest.raises(CheckpointError, match=f"{path}.*delete"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped"])
+def test_resume_over_a_damaged_learner_checkpoint_is_one_clear_line(
+    finished, tmp_path, capsys, how
+):
+    out = tmp_path / "copy"
+    os.system(f"cp -r {finished} {out}")
+    (out / "runs" / "blackbox" / "rows.json").unlink()  # as if killed before it finished
+    _damage(out / "runs" / "blackbox" / "checkpoint.pt", how)
+    status, err = _run(out, "--resume", capsys=capsys)
+    assert status == 2 and "checkpoint.pt" in err and "delete" in err, err
+
+
+class _NaNClassifier(Learner):
+    """Predicts NaN logits: accuracy would read 1/ways (class 0), it must read diverged."""
+
+    name = "nan"
+    trainable = False
+
+    def meta_train_step(self, tasks):
+        return {}
+
+    def adapt(self, task, steps=None):
+        return lambda x: torch.full((x.shape[0], 3), math.nan)
+
+
+def test_nan_predictions_are_diverged_in_classification():
+    distribution = StripeTasks(ways=3)
+    tasks = distribution.sample(4, "test", make_generator(0))
+    (row,) = evaluate(_NaNClassifier(), distribution, "test", tasks, progress=False)
+    assert row["diverged"] and row["mean"] is None and row["n_diverged"] == 4
+
+
+def test_divergence_before_the_first_checkpoint_names_no_checkpoint(tmp_path):
+    class Exploding(_NaNClassifier):
+        trainable = True
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def meta_train_step(self, tasks):
+            return {"losses/x": math.nan}
+
+    config = TrainConfig(iterations=5, meta_batch=1, log_every=1, checkpoint_every=4)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written before"):
+        train(Exploding(), StripeTasks(), config, tmp_path, progress=False)
+
+
+def test_a_truncated_metrics_row_is_skipped(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("iteration,losses/x,charts/y\n1,0.5,2\n2,0.25,3\n3,0.1")
+    assert [r["iteration"] for r in read_metrics(path)] == [1.0, 2.0]
+
+
+def test_aggregate_refuses_an_input_as_output_and_mixed_settings(finished, tmp_path, capsys):
+    other = tmp_path / "seed1"
+    assert main([*TINY, "--no-progress", "--seed", "1", "--out", str(other)]) == 0
+    before = _snapshot(finished)
+    assert main(["aggregate", str(finished), str(other), "--out", str(finished)]) == 2
+    assert "is one of the runs" in capsys.readouterr().err
+    assert _snapshot(finished) == before
+    changed = tmp_path / "seed2"
+    assert (
+        main([*TINY, "--no-progress", "--seed", "2", "--iterations", "3", "--out", str(changed)])
+        == 0
+    )
+    assert main(["aggregate", str(finished), str(changed), "--out", str(tmp_path / "agg")]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main(["aggregate", str(finished), str(other), "--out", str(tmp_path / "ok")]) == 0
