@@ -538,8 +538,9 @@ class EpisodeSampler:
         observations, _ = vec.reset(
             seed=[int(seeds[b, e]) for b, e in zip(job_b, job_e, strict=True)]
         )
-        buffers.observations[job_b, job_e, 0] = observations
         t = np.zeros(n_envs, np.int64)  # step index within the current episode
+        self._check_finite("observation", observations, np.arange(n_envs), params, job_b, t)
+        buffers.observations[job_b, job_e, 0] = observations
         active = np.ones(n_envs, np.bool_)
         rows = np.arange(n_envs)
         memory = getattr(policy, "reset_memory", None)
@@ -554,6 +555,8 @@ class EpisodeSampler:
 
             live = rows[active]
             b, e, s = job_b[live], job_e[live], t[live]
+            self._check_finite("reward", rewards, live, params, job_b, t)
+            self._check_finite("observation", observations, live, params, job_b, t)
             if s.max() >= buffers.capacity:
                 if s.max() >= MAX_UNLIMITED_STEPS:
                     raise RuntimeError(
@@ -596,6 +599,7 @@ class EpisodeSampler:
                 for i in restart:
                     reset_seeds[i] = int(seeds[job_b[i], job_e[i]])
                 observations, _ = vec.reset(seed=reset_seeds, options={"reset_mask": mask})
+                self._check_finite("observation", observations, np.array(restart), params, job_b, t)
                 buffers.observations[job_b[restart], job_e[restart], 0] = observations[restart]
                 starting[restart] = not trials
 
@@ -613,6 +617,22 @@ class EpisodeSampler:
             seeds=torch.from_numpy(seeds),
             extras={k: torch.from_numpy(v[:, :, :steps].copy()) for k, v in buffers.extras.items()},
         )
+
+    def _check_finite(self, what, values, live, params, job_b, t) -> None:
+        """Raise a ValueError naming the environment, task, step and value when the environment
+        returned a NaN or infinite ``what`` (reward or observation) on a live row."""
+        array = np.asarray(values)
+        if not np.issubdtype(array.dtype, np.floating):
+            return
+        flat = array[live].reshape(len(live), -1)
+        bad = ~np.isfinite(flat).all(axis=1)
+        if bad.any():
+            row = int(live[np.argmax(bad)])
+            raise ValueError(
+                f"{self.name} returned a non-finite {what} {array[row].tolist()!r} at step "
+                f"{int(t[row])} of task {params[job_b[row]]!r}; the environment must return "
+                "finite rewards and observations"
+            )
 
     @staticmethod
     def _set_task(inner: Any, params: list[dict[str, Any]], b: int, task_of: list[int], i: int):

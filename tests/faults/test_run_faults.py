@@ -196,3 +196,48 @@ def test_aggregate_refuses_an_input_as_output_and_mixed_settings(finished, tmp_p
     assert main(["aggregate", str(finished), str(changed), "--out", str(tmp_path / "agg")]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(["aggregate", str(finished), str(other), "--out", str(tmp_path / "ok")]) == 0
+
+
+BROKEN_ENV = '''
+import gymnasium as gym
+import numpy as np
+
+
+class BrokenEnv(gym.Env):
+    """Returns a {what} that is not finite at step 3."""
+
+    max_episode_steps = 10
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def sample_tasks(self, n, split="train"):
+        return [{{"target": float(t)}} for t in self.np_random.uniform(-1, 1, n)]
+
+    def set_task(self, task):
+        self.target = float(task["target"])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {{}}
+
+    def step(self, action):
+        self.t += 1
+        bad = {value} if self.t == 3 else 0.0
+        reward = bad if "{what}" == "reward" else 0.0
+        obs = np.array([bad if "{what}" == "observation" else 0.0], np.float32)
+        return obs, reward, False, False, {{}}
+'''
+
+
+@pytest.mark.parametrize(
+    ("what", "value"), [("reward", "float('nan')"), ("observation", "float('inf')")]
+)
+def test_non_finite_environment_data_is_named(tmp_path, monkeypatch, capsys, what, value):
+    module = f"broken_env_{what}"
+    (tmp_path / f"{module}.py").write_text(BROKEN_ENV.format(what=what, value=value))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["run", "rl", "--env", f"{module}:BrokenEnv", "--learners", "maml", "--profile", "tiny"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"returned a non-finite {what}" in err and "at step 2 of task" in err, err
