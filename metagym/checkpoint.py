@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from metagym.results import default_file_mode
+
 FORMAT = "metagym-checkpoint/1"
 
 
@@ -47,6 +49,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
             torch.save(record, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -21,6 +21,14 @@ SCHEMA_VERSION = 1
 REQUIRED_ROW_KEYS = ("domain", "learner", "split", "steps", "metric", "mean", "ci95", "n_tasks")
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file under the current umask (temporary files
+    made by ``mkstemp`` are 0600, which would leave results unreadable to the group)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomic(data: Any, path: str | Path) -> Path:
     """Write ``data`` as JSON (NaN and infinity refused) through a temporary file and a rename."""
     path = Path(path)
@@ -30,6 +38,7 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ loop (:mod:`metagym.train`) and one evaluation routine (:mod:`metagym.evaluate`)
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ class Learner(nn.Module, ABC):
     trainable: bool = True
     scored_on: str | None = None
     optimizer: torch.optim.Optimizer | None = None
+    #: Config entries set after training (e.g. a tuned step size): restored by :meth:`load`.
+    tuned: tuple[str, ...] = ()
 
     def env_steps(self, steps: int | None) -> int | None:
         """Environment steps on the task before the scored episodes, after ``steps``
@@ -99,14 +102,29 @@ class Learner(nn.Module, ABC):
         saved = json.loads(state["config"])
         if saved.get("name") != self.name:
             raise ValueError(f"{path} holds a {saved.get('name')!r} learner, not {self.name!r}")
+        mine = self.config()
+        changed = [
+            f"{key}: {saved.get(key)!r} (saved) vs {mine.get(key)!r}"
+            for key in sorted(set(saved) | set(mine))
+            if key not in self.tuned and saved.get(key) != mine.get(key)
+        ]
+        if changed:
+            raise ValueError(
+                f"{path} holds a {self.name} built with other settings ({'; '.join(changed)}); "
+                "build the learner with the saved settings"
+            )
         self.load_checkpoint_state(state)
+        self.restore_tuned(saved)
+
+    def restore_tuned(self, saved: dict[str, Any]) -> None:
+        """Take the values of ``tuned`` back from a saved config (see :meth:`load`)."""
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise a ValueError naming ``name`` unless ``value`` is a positive (or zero) number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = value >= 0 if allow_zero else value > 0
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -281,7 +281,7 @@ class MAML(Learner):
         check_positive("inner_lr", inner_lr)
         check_positive("meta_lr", meta_lr)
         for label, value in (("train_steps", train_steps), ("eval_steps", eval_steps)):
-            if not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{label} must be an int >= 0, got {value!r}")
         refuse_running_stats(model)
         if backend == "vmap":
@@ -371,6 +371,8 @@ class MAML(Learner):
     def compute_meta_gradients(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
         """Add the meta-gradient of the mean query loss over ``tasks`` to the weights' ``.grad``
         (and Meta-SGD's step sizes'), without an optimizer step; return the step's metrics."""
+        if not tasks:
+            raise ValueError("a meta-batch needs at least one task")
         if self.backend == "vmap":
             return self._meta_gradients_batched(tasks)
         query_total, support_total = 0.0, 0.0

@@ -26,6 +26,8 @@ class StepSizeTuning:
     ``tune_tasks`` and implement ``adapt``.
     """
 
+    tuned = ("fine_tune_lr",)
+
     @property
     def fine_tune_lr(self) -> float:
         return self.inner_optimizer.param_groups[0]["lr"]
@@ -33,6 +35,9 @@ class StepSizeTuning:
     def set_fine_tune_lr(self, lr: float) -> None:
         for group in self.inner_optimizer.param_groups:
             group["lr"] = lr
+
+    def restore_tuned(self, saved: dict) -> None:
+        self.set_fine_tune_lr(float(saved["fine_tune_lr"]))
 
     def after_training(self, distribution, generator: torch.Generator) -> dict[str, float]:
         """Pick the step size of ``lr_grid`` with the best mean ``val`` score after ``eval_steps``."""

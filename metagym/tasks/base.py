@@ -98,7 +98,7 @@ class TaskDistribution(ABC):
     def sample(self, n: int, split: str = "train", generator: torch.Generator | None = None):
         """Draw ``n`` tasks from ``split`` using ``generator`` (required: no global random state)."""
         self.check_split(split)
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"number of tasks must be a positive int, got {n!r}")
         if not isinstance(generator, torch.Generator):
             raise TypeError(

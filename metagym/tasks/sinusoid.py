@@ -61,7 +61,7 @@ class SinusoidTasks(TaskDistribution):
     param_keys = ("amplitude", "phase")
 
     def __init__(self, shots: int = 5, queries: int = 10):
-        if shots not in ACCEPTED_SHOTS:
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots not in ACCEPTED_SHOTS:
             raise ValueError(f"shots must be one of {ACCEPTED_SHOTS}, got {shots!r}")
         if not isinstance(queries, int) or queries < 1:
             raise ValueError(f"queries must be a positive int, got {queries!r}")

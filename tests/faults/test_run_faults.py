@@ -241,3 +241,67 @@ def test_non_finite_environment_data_is_named(tmp_path, monkeypatch, capsys, wha
     assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"returned a non-finite {what}" in err and "at step 2 of task" in err, err
+
+
+def test_results_and_checkpoints_follow_the_umask(finished):
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in (
+        "results.json",
+        "run.json",
+        "runs/blackbox/checkpoint.pt",
+        "runs/blackbox/learner.pt",
+    ):
+        assert (finished / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_a_learner_file_loads_only_into_a_learner_built_alike(tmp_path):
+    from metagym import domains
+    from metagym.seeding import build_seeded
+
+    sinusoid = domains.get("sinusoid")
+    context = sinusoid.context("tiny")
+    maml = context.recipe("maml").build(context)
+    maml.save(tmp_path / "maml.pt")
+    other = sinusoid.context(sinusoid.profile("tiny").replace(inner_lr=0.5))
+    with pytest.raises(ValueError, match="inner_lr: 0.01 .saved. vs 0.5"):
+        other.recipe("maml").build(other).load(tmp_path / "maml.pt")
+    pretrain = build_seeded(lambda: context.recipe("pretrain").build(context), 0)
+    pretrain.set_fine_tune_lr(0.03)  # as tuned on val after training
+    pretrain.save(tmp_path / "pretrain.pt")
+    fresh = context.recipe("pretrain").build(context)
+    fresh.load(tmp_path / "pretrain.pt")
+    assert fresh.fine_tune_lr == 0.03
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: __import__("metagym").learners.MAML(torch.nn.Linear(1, 1), inner_lr=math.inf),
+            "inner_lr",
+        ),
+        (
+            lambda: __import__("metagym").learners.MAML(torch.nn.Linear(1, 1), train_steps=True),
+            "train_steps",
+        ),
+        (lambda: __import__("metagym").tasks.SinusoidTasks(shots=5.0), "shots"),
+        (
+            lambda: (
+                __import__("metagym").tasks.SinusoidTasks().sample(True, "train", make_generator(0))
+            ),
+            "number of tasks",
+        ),
+    ],
+)
+def test_api_refuses_values_that_only_look_right(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_an_empty_meta_batch_is_refused_by_both_backends():
+    from metagym.learners import MAML
+
+    for backend in ("higher", "vmap"):
+        with pytest.raises(ValueError, match="at least one task"):
+            MAML(torch.nn.Linear(1, 1), backend=backend).meta_train_step([])
