@@ -79,6 +79,7 @@ class MatchingNetwork(EpisodicLearner):
     """
 
     name = "matching"
+    tuned = ("scale",)  # learned: it comes back with the weights
 
     def __init__(
         self,
