@@ -14,6 +14,7 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -85,7 +86,9 @@ def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None
     parser.set_defaults(handler=run_command, domain_name=domain.name)
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
+    """The command's parser (built once: it registers every domain's flags)."""
     parser = argparse.ArgumentParser(
         prog="metagym",
         description=__doc__.split("\n\n")[0],

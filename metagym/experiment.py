@@ -329,9 +329,8 @@ def prepare(
     """Validate everything before any work; return the learner names and, per variant, its
     output folder and context (with its task distributions built, so data errors surface now)."""
     profile.validate()
-    names = check_names(
-        "learner", list(learners or domain.learners_of(profile)), list(domain.recipes)
-    )
+    requested = domain.learners_of(profile) if learners is None else list(learners)
+    names = check_names("learner", requested, list(domain.recipes))
     out_dir = check_out_dir(options.out_dir)
     check_device(options.device)
     _jobs_and_threads(options, len(names))

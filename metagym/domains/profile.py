@@ -217,6 +217,8 @@ def parse_flag(kind: Any, text: str, default: Any = None) -> Any:
             key, sep, value = part.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"expected name=value, got {part!r}")
+            if default and key.strip() not in default:
+                raise ValueError(f"unknown name {key.strip()!r}; accepted: {', '.join(default)}")
             out[key.strip()] = _parse_scalar(entry, value.strip())
         return out
     return _parse_scalar(kind, text)
