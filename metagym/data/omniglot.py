@@ -148,8 +148,9 @@ def verify_npz(path: str | Path, split: str) -> str:
     actual = file_digest(path)
     accepted = {NPZ_SHA256[split]}
     sidecar = _sidecar(path)
-    if sidecar.is_file():
-        accepted.add(sidecar.read_text().split()[0].strip())
+    recorded = sidecar.read_text().split() if sidecar.is_file() else []
+    if recorded:
+        accepted.add(recorded[0].strip())
     if actual not in accepted:
         raise ChecksumError(
             f"{path} has sha256 {actual} ({path.stat().st_size} bytes), but Omniglot's "

@@ -103,6 +103,16 @@ def variants(profile: OmniglotProfile) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def check_data_root(context: Context) -> None:
+    """A ``--data-root`` that does not exist is a typo: refuse it rather than create folders."""
+    root = context.data_root
+    if root is not None and not Path(root).is_dir():
+        raise ValueError(
+            f"--data-root {root} does not exist; give the folder holding the Omniglot npz files "
+            "(or an omniglot/ subfolder of them), or create it to download the data there"
+        )
+
+
 def make_distribution(context: Context, key: str) -> OmniglotTasks:
     profile, ways = context.profile, context.variant["ways"]
     episode_ways = (profile.episode_ways,) if profile.episode_ways > ways else ()
@@ -189,6 +199,7 @@ DOMAIN = register(
         redraw=redraw,
         default_learners=lambda p: p.default_learners,
         variants=variants,
+        check=check_data_root,
         after_learner=learner_extras,
         after_run=write_extras,
         title=lambda c: f"Omniglot {c.variant['ways']}-way {c.variant['shots']}-shot results",

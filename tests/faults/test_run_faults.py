@@ -305,3 +305,21 @@ def test_an_empty_meta_batch_is_refused_by_both_backends():
     for backend in ("higher", "vmap"):
         with pytest.raises(ValueError, match="at least one task"):
             MAML(torch.nn.Linear(1, 1), backend=backend).meta_train_step([])
+
+
+def test_a_mistyped_data_root_creates_nothing(tmp_path, capsys):
+    root = tmp_path / "typo" / "omniglot-data"
+    args = ["run", "omniglot", "--profile", "tiny", "--learners", "protonet", "--jobs", "1"]
+    assert main([*args, "--data-root", str(root), "--out", str(tmp_path / "out")]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "out").exists()
+
+
+def test_an_empty_checksum_sidecar_is_ignored(tmp_path):
+    from metagym.data import omniglot as og
+
+    path = tmp_path / og.npz_name("background")
+    path.write_bytes(b"not omniglot")
+    (tmp_path / (path.name + ".sha256")).write_text("")
+    with pytest.raises(og.ChecksumError, match="corrupt"):
+        og.verify_npz(path, "background")
