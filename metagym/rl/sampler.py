@@ -18,6 +18,8 @@ The result, :class:`Episodes`, is padded to the longest episode ``T`` and indexe
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -535,9 +537,10 @@ class EpisodeSampler:
         task_of = [-1] * n_envs
         for i in range(n_envs):
             self._set_task(inners[i], params, job_b[i], task_of, i)
-        observations, _ = vec.reset(
-            seed=[int(seeds[b, e]) for b, e in zip(job_b, job_e, strict=True)]
-        )
+        with self._shape_errors(params, job_b):
+            observations, _ = vec.reset(
+                seed=[int(seeds[b, e]) for b, e in zip(job_b, job_e, strict=True)]
+            )
         t = np.zeros(n_envs, np.int64)  # step index within the current episode
         self._check_finite("observation", observations, np.arange(n_envs), params, job_b, t)
         buffers.observations[job_b, job_e, 0] = observations
@@ -551,7 +554,8 @@ class EpisodeSampler:
                 memory(torch.tensor(starting, device=self.device))
             actions, extras = self._policy_step(policy, observations, generator)
             stepped = actions if self._clip is None else np.clip(actions, *self._clip)
-            observations, rewards, terminations, truncations, _ = vec.step(stepped)
+            with self._shape_errors(params, job_b):
+                observations, rewards, terminations, truncations, _ = vec.step(stepped)
 
             live = rows[active]
             b, e, s = job_b[live], job_e[live], t[live]
@@ -598,7 +602,8 @@ class EpisodeSampler:
                 reset_seeds: list[int | None] = [None] * n_envs
                 for i in restart:
                     reset_seeds[i] = int(seeds[job_b[i], job_e[i]])
-                observations, _ = vec.reset(seed=reset_seeds, options={"reset_mask": mask})
+                with self._shape_errors(params, job_b):
+                    observations, _ = vec.reset(seed=reset_seeds, options={"reset_mask": mask})
                 self._check_finite("observation", observations, np.array(restart), params, job_b, t)
                 buffers.observations[job_b[restart], job_e[restart], 0] = observations[restart]
                 starting[restart] = not trials
@@ -617,6 +622,22 @@ class EpisodeSampler:
             seeds=torch.from_numpy(seeds),
             extras={k: torch.from_numpy(v[:, :, :steps].copy()) for k, v in buffers.extras.items()},
         )
+
+    @contextlib.contextmanager
+    def _shape_errors(self, params, job_b):
+        """Name an observation that does not fit the observation space (a shape that changes
+        with the task) instead of numpy's "Output array is the wrong shape"."""
+        try:
+            yield
+        except ValueError as error:
+            if "shape" not in str(error):
+                raise
+            tasks = sorted({json.dumps(params[b], sort_keys=True) for b in job_b})
+            raise ValueError(
+                f"{self.name} returned an observation that does not fit its observation space "
+                f"{self._obs_spec[0]} under one of the tasks {', '.join(tasks[:4])} ({error}): "
+                "the spaces must not depend on the task"
+            ) from None
 
     def _check_finite(self, what, values, live, params, job_b, t) -> None:
         """Raise a ValueError naming the environment, task, step and value when the environment

@@ -323,3 +323,39 @@ def test_an_empty_checksum_sidecar_is_ignored(tmp_path):
     (tmp_path / (path.name + ".sha256")).write_text("")
     with pytest.raises(og.ChecksumError, match="corrupt"):
         og.verify_npz(path, "background")
+
+
+SHAPE_ENV = '''
+import gymnasium as gym
+import numpy as np
+
+
+class ShapeEnv(gym.Env):
+    """Its observation has task["k"] entries: the shape changes with the task."""
+
+    max_episode_steps = 5
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def sample_tasks(self, n, split="train"):
+        return [{"k": int(k)} for k in self.np_random.integers(1, 3, n)]
+
+    def set_task(self, task):
+        self.k = int(task["k"])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.k, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(self.k, np.float32), 0.0, False, False, {}
+'''
+
+
+def test_an_observation_shape_that_changes_with_the_task_is_named(tmp_path, monkeypatch, capsys):
+    (tmp_path / "shape_env.py").write_text(SHAPE_ENV)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["run", "rl", "--env", "shape_env:ShapeEnv", "--learners", "random", "--profile", "tiny"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit its observation space" in err and "must not depend on the task" in err
