@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
     "run",
@@ -78,3 +80,44 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     )
     assert done.returncode == 2
     assert "other settings" in done.stderr and "seed: 0 -> 7" in done.stderr
+
+
+SHARED_DATA = ROOT.parent / "shared" / "data" / "omniglot"
+#: (command, the learner whose rows mark the kill point, the results folder) per domain.
+OTHER_DOMAINS = {
+    "rl": (
+        ["run", "rl", "--env", "metagym/Navigation2D-v0", "--profile", "tiny"]
+        + ["--learners", "maml,pretrain,scratch,random", "--iterations", "6"],
+        "maml",
+        "",
+    ),
+    "omniglot": (
+        ["run", "omniglot", "--profile", "tiny", "--data-root", str(SHARED_DATA)]
+        + ["--learners", "protonet,maml,blackbox", "--iterations", "40"],
+        "protonet",
+        "5way-1shot",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("domain", sorted(OTHER_DOMAINS))
+def test_killed_run_resumes_in_every_domain(domain, tmp_path):
+    args, first, sub = OTHER_DOMAINS[domain]
+    if domain == "omniglot" and not SHARED_DATA.is_dir():
+        pytest.skip("no Omniglot data")
+    common = [sys.executable, "-m", "metagym", *args, "--jobs", "1", "--threads", "1"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run([*common, "--out", str(whole)], cwd=ROOT, check=True, capture_output=True)
+    process = subprocess.Popen([*common, "--out", str(broken)], cwd=ROOT, stderr=subprocess.PIPE)
+    marker = broken / sub / "runs" / first / "rows.json"
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next learner
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    subprocess.run(
+        [*common, "--out", str(broken), "--resume"], cwd=ROOT, check=True, capture_output=True
+    )
+    assert _rows(broken / sub) == _rows(whole / sub)
