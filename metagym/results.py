@@ -58,6 +58,8 @@ def read_json(path: str | Path) -> Any:
 def check_rows(rows: Sequence[dict[str, Any]]) -> None:
     """Raise ValueError if a row misses a schema key or holds a non-finite number."""
     for row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"a results row must be an object, got {row!r:.80}")
         missing = [k for k in REQUIRED_ROW_KEYS if k not in row]
         if missing:
             raise ValueError(f"results row {row} misses {missing}")
@@ -89,9 +91,9 @@ def write_results(
 
 def read_results(path: str | Path) -> dict[str, Any]:
     """Read and check a ``results.json``."""
-    data = json.loads(Path(path).read_text())
-    if "rows" not in data:
-        raise ValueError(f"{path} is not a metagym results file (no 'rows')")
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ValueError(f"{path} is not a metagym results file (no list of 'rows')")
     check_rows(data["rows"])
     return data
 

@@ -24,6 +24,8 @@ def redraw(out_dir: str | Path) -> list[Path]:
     if not (out_dir / "results.json").is_file():
         raise FileNotFoundError(f"no results.json in {out_dir}: give a run folder (--out of a run)")
     results = read_results(out_dir / "results.json")
+    if not results["rows"]:
+        raise ValueError(f"{out_dir / 'results.json'} has no rows: nothing to draw")
     registered = domains.names()
     candidates = [results.get("config", {}).get("domain")]
     candidates += [row.get("domain") for row in results["rows"][:1]]

@@ -19,6 +19,7 @@ OUTCOMES = {
     "test_api_refuses_values_that_only_look_right": "clear error before any work",
     "test_an_empty_meta_batch_is_refused_by_both_backends": "clear error before any work",
     "test_a_learner_file_loads_only_into_a_learner_built_alike": "clear error before any work",
+    "test_plot_on_a_missing_empty_or_malformed_folder_says_what_it_expected": "clear error before any work",
     "test_damaged_checkpoints_are_refused_naming_the_file": "clear error naming the damaged file",
     "test_resume_over_a_damaged_learner_checkpoint_is_one_clear_line": "clear error naming the damaged file",
     "test_an_empty_checksum_sidecar_is_ignored": "clear error naming the damaged file",

@@ -359,3 +359,27 @@ def test_an_observation_shape_that_changes_with_the_task_is_named(tmp_path, monk
     assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "does not fit its observation space" in err and "must not depend on the task" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no results.json in"),
+        ("", "is not valid JSON"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "is not a metagym results file"),
+        ('{"rows": [3]}', "must be an object"),
+        ('{"rows": []}', "has no rows"),
+        ('{"rows": [{"learner": "x"}]}', "misses"),
+    ],
+)
+def test_plot_on_a_missing_empty_or_malformed_folder_says_what_it_expected(
+    tmp_path, capsys, content, message
+):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if content is not None:
+        (folder / "results.json").write_text(content)
+    assert main(["plot", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
