@@ -95,7 +95,7 @@ def _check_tasks(tasks: Any, n: int, source: str) -> list[dict[str, Any]]:
         if not isinstance(task, Mapping):
             raise ProtocolError(f"{source} returned a task that is not a dict: {task!r:.200}")
         try:
-            checked.append(json.loads(json.dumps(json_copy(task))))
+            checked.append(json.loads(json.dumps(json_copy(task), allow_nan=False)))
         except (TypeError, ValueError) as error:
             raise ProtocolError(
                 f"{source} returned a task that is not JSON-serializable: {task!r:.200} ({error})"

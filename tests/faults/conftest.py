@@ -12,6 +12,7 @@ OUTCOMES = {
     "test_bad_run_option_is_refused_before_work": "clear error before any work",
     "test_an_output_path_that_is_a_file_is_refused": "clear error before any work",
     "test_resume_with_other_settings_is_refused_and_nothing_changes": "clear error before any work",
+    "test_resume_with_another_env_or_protocol_is_refused": "clear error before any work",
     "test_a_finished_folder_is_not_overwritten_without_overwrite": "clear error before any work",
     "test_a_second_writer_is_refused_naming_the_holder": "clear error before any work",
     "test_a_mistyped_data_root_creates_nothing": "clear error before any work",
@@ -31,6 +32,7 @@ OUTCOMES = {
     "test_resume_with_fewer_learners_keeps_the_others_rows": "correct result",
     "test_results_and_checkpoints_follow_the_umask": "correct result",
     "test_a_truncated_metrics_row_is_skipped": "correct result",
+    "test_any_task_a_sampler_returns_is_accepted_as_json_or_refused": "correct result",
     "test_any_flag_text_is_accepted_in_range_or_refused_with_a_value_error": "correct result",
     "test_catalogue_counts_are_the_documented_ones": None,
 }

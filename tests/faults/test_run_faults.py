@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metagym.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from metagym.cli import main
@@ -383,3 +386,58 @@ def test_plot_on_a_missing_empty_or_malformed_folder_says_what_it_expected(
     assert main(["plot", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("args", "changed", "difference"),
+    [
+        (
+            ["run", "rl", "--profile", "tiny", "--learners", "random"],
+            ["--env", "metagym/CartPoleParams-v0"],
+            "profile.env: 'metagym/Navigation2D-v0' -> 'metagym/CartPoleParams-v0'",
+        ),
+        (
+            ["run", "omniglot", "--profile", "tiny", "--learners", "protonet"]
+            + ["--data-root", str(Path(__file__).resolve().parents[3] / "shared" / "data")],
+            ["--protocol", "alphabets"],
+            "profile.protocol: 'standard' -> 'alphabets'",
+        ),
+    ],
+)
+def test_resume_with_another_env_or_protocol_is_refused(
+    tmp_path, capsys, args, changed, difference
+):
+    if "omniglot" in args and not Path(args[-1]).is_dir():
+        pytest.skip("no Omniglot data")
+    out = ["--out", str(tmp_path / "run"), "--jobs", "1", "--no-progress"]
+    assert main([*args, *out]) == 0
+    before = _snapshot(tmp_path / "run")
+    capsys.readouterr()
+    assert main([*args, *changed, *out, "--resume"]) == 2
+    assert difference in capsys.readouterr().err
+    assert _snapshot(tmp_path / "run") == before
+
+
+JSON_LIKE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+ANYTHING = JSON_LIKE | st.builds(object) | st.floats() | st.tuples(st.integers())
+
+
+@settings(max_examples=100, deadline=None)
+@given(task=st.dictionaries(st.text(max_size=6), ANYTHING, max_size=4) | ANYTHING)
+def test_any_task_a_sampler_returns_is_accepted_as_json_or_refused(task):
+    """A user's OOD sampler returning anything: the task is kept exactly as JSON, or refused
+    with a ProtocolError; never another exception."""
+    from metagym.tasks.environment import ProtocolError
+    from metagym.tasks.gym import _check_tasks
+
+    try:
+        (checked,) = _check_tasks([task], 1, "the sampler")
+    except ProtocolError:
+        return
+    assert json.loads(json.dumps(checked)) == checked
