@@ -142,6 +142,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from metagym.distributed import is_main_process
     from metagym.experiment import RunOptions, run
 
     domain = domains.get(args.domain_name)
@@ -161,6 +162,8 @@ def run_command(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     outcome = run(domain, profile, _split_names(args.learners), options)
+    if not is_main_process():
+        return 0  # under torchrun, rank 0 writes and prints
     for subfolder, results in outcome.items():
         folder = options.out_dir / subfolder
         print((folder / "results.md").read_text())

@@ -7,6 +7,7 @@ This file is also the torchrun worker: ``torchrun --nproc-per-node 2 tests/test_
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -142,3 +143,33 @@ def test_two_gloo_processes_match_a_single_process_run(tmp_path):
 
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]))
+
+
+def test_the_metagym_command_under_torchrun_matches_one_process(tmp_path):
+    """``torchrun -m metagym run ...``: rank 0 writes and prints; the numbers are those of one
+    process up to the order of the all-reduced sums."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    args = ["run", "sinusoid", "--profile", "tiny", "--learners", "maml,oracle", "--no-progress"]
+    multi, single = tmp_path / "multi", tmp_path / "single"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run(
+        [*torchrun, "-m", "metagym", *args, "--out", str(multi)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("table: ") == 1  # printed by rank 0 only
+    one = [sys.executable, "-m", "metagym", *args, "--jobs", "1", "--threads", "1"]
+    subprocess.run([*one, "--out", str(single)], env=env, check=True, capture_output=True)
+    rows = {
+        path: {
+            (r["learner"], r["split"], r["steps"]): r["mean"]
+            for r in json.loads((path / "results.json").read_text())["rows"]
+        }
+        for path in (multi, single)
+    }
+    assert rows[multi].keys() == rows[single].keys()
+    for key, mean in rows[single].items():
+        assert rows[multi][key] == pytest.approx(mean, rel=1e-5), key
