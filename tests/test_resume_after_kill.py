@@ -121,3 +121,24 @@ def test_killed_run_resumes_in_every_domain(domain, tmp_path):
         [*common, "--out", str(broken), "--resume"], cwd=ROOT, check=True, capture_output=True
     )
     assert _rows(broken / sub) == _rows(whole / sub)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_killed_at_a_random_moment_resumes_to_the_same_results(seed, tmp_path):
+    """SIGKILL at a random moment (start-up, training, evaluation or writing), then resume."""
+    import random
+
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    start = time.monotonic()
+    subprocess.run(_command(whole), cwd=ROOT, check=True, capture_output=True, timeout=600)
+    duration = time.monotonic() - start
+    process = subprocess.Popen(_command(broken), cwd=ROOT, stderr=subprocess.DEVNULL)
+    time.sleep(random.Random(seed).uniform(0.2, 0.9) * duration)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = subprocess.run(
+        _command(broken, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _rows(broken) == _rows(whole)
