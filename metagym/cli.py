@@ -82,7 +82,7 @@ def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None
         help="hide progress bars (they are off anyway when stderr is not a terminal)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    add_profile_flags(parser, domain.profile_class)
+    add_profile_flags(parser, domain.profile_class, domain.profile(domain.default_profile))
     parser.set_defaults(handler=run_command, domain_name=domain.name)
 
 

@@ -224,11 +224,25 @@ def parse_flag(kind: Any, text: str, default: Any = None) -> Any:
     return _parse_scalar(kind, text)
 
 
-def add_profile_flags(parser: argparse.ArgumentParser, profile_class: type[Profile]) -> None:
+def flag_text(value: Any) -> str:
+    """``value`` written as its flag would take it."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def add_profile_flags(
+    parser: argparse.ArgumentParser, profile_class: type[Profile], shown: Profile | None = None
+) -> None:
     """One ``--kebab-case`` flag per field of ``profile_class`` (default: the profile's value),
-    its help the field's docstring."""
+    its help the field's docstring and, when ``shown`` is given, that profile's value."""
     docs = field_docs(profile_class)
-    group = parser.add_argument_group("profile settings", "override the chosen --profile's values")
+    title = "override the chosen --profile's values"
+    if shown is not None:
+        title += " (in brackets: the default profile's)"
+    group = parser.add_argument_group("profile settings", title)
     for spec in dataclasses.fields(profile_class):
         kind, _ = _unwrap_optional(profile_class.field_types()[spec.name])
         meta = dict(spec.metadata)
@@ -244,7 +258,9 @@ def add_profile_flags(parser: argparse.ArgumentParser, profile_class: type[Profi
             dest=f"profile.{spec.name}",
             metavar=spec.name.upper(),
             default=None,
-            help=docs.get(spec.name, "") + hint,
+            help=docs.get(spec.name, "")
+            + hint
+            + (f" [{flag_text(getattr(shown, spec.name))}]" if shown is not None else ""),
         )
 
 
