@@ -9,39 +9,18 @@ A supervised distribution for ``metagym run regression --tasks my_tasks:MyTasks`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from metagym.tasks.base import TaskDistribution
-from metagym.tasks.environment import _import_module
-
-_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
-
-def import_object(spec: str, what: str) -> Any:
-    """The object named ``"module:attribute"``; a ValueError naming ``what`` otherwise."""
-    if not isinstance(spec, str) or not _SPEC.match(spec):
-        raise ValueError(f"name {what} as 'module:Class', got {spec!r}")
-    module_name, _, attribute = spec.partition(":")
-    try:
-        target: Any = _import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"cannot import module {module_name!r} of {what} {spec!r}: {error}"
-        ) from None
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"module {module_name!r} has no attribute {attribute!r} ({what})")
-        target = getattr(target, part)
-    return target
+from metagym.tasks.environment import import_object, is_entry_point
 
 
 def load_task_distribution(spec: str, kwargs: Mapping[str, Any] | None = None) -> TaskDistribution:
     """Build the distribution class (or factory) named ``spec`` with ``kwargs``."""
+    if not isinstance(spec, str) or not is_entry_point(spec):
+        raise ValueError(f"name the task distribution as 'module:Class', got {spec!r}")
     factory = import_object(spec, "the task distribution")
-    if not callable(factory):
-        raise ValueError(f"{spec!r} is neither a class nor a factory")
     if not isinstance(kwargs, Mapping):
         raise ValueError(f"task arguments must be a JSON object, got {kwargs!r}")
     distribution = factory(**dict(kwargs or {}))

@@ -17,6 +17,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import json
 import math
 import textwrap
 import types
@@ -179,6 +180,17 @@ def json_ready(value: Any) -> Any:
         return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
+    return value
+
+
+def json_object(flag: str, text: str) -> dict[str, Any]:
+    """The JSON object written in a flag such as ``--env-kwargs``; a ValueError naming it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, got {text!r}")
     return value
 
 

@@ -8,14 +8,13 @@ recipe book on MAML's sinusoid tasks, with its own profiles and example plots.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 from metagym.domains import register
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.plugins import load_task_distribution
-from metagym.domains.profile import Profile, setting
+from metagym.domains.profile import Profile, json_object, setting
 from metagym.learners import MAML, BlackBoxRegressor, Learner, Oracle, PretrainFineTune
 from metagym.learners.maml import BACKENDS
 from metagym.nets import mlp
@@ -195,11 +194,7 @@ def make_custom_distribution(context: Context, key: str):
     profile = context.profile
     if not profile.tasks:
         raise ValueError(f"metagym run {context.domain.name} needs --tasks module:Class")
-    try:
-        kwargs = json.loads(profile.task_kwargs)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--task-kwargs is not JSON: {error}") from None
-    return load_task_distribution(profile.tasks, kwargs)
+    return load_task_distribution(profile.tasks, json_object("--task-kwargs", profile.task_kwargs))
 
 
 def all_splits(context: Context) -> list[str]:

@@ -13,7 +13,6 @@ trials too, of ``--episodes-per-trial`` (default 10) pulls.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import torch
 
 from metagym.domains import register
 from metagym.domains.base import Context, Domain, LearnerRecipe
-from metagym.domains.profile import Profile, setting
+from metagym.domains.profile import Profile, json_object, setting
 from metagym.learners.base import Learner
 from metagym.plots.rl import navigation_trajectories, redraw
 from metagym.results import write_json_atomic
@@ -136,21 +135,11 @@ def horizon(context: Context) -> int:
     return context.distribution().sampler.time_limit or 100
 
 
-def _env_kwargs(profile: RLProfile) -> dict[str, Any]:
-    try:
-        kwargs = json.loads(profile.env_kwargs)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--env-kwargs is not JSON: {error}") from None
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"--env-kwargs must be a JSON object, got {profile.env_kwargs!r}")
-    return kwargs
-
-
 def make_distribution(context: Context, key: str) -> GymTaskDistribution:
     """``"tasks"``: the environment's tasks; ``"trials"``: the same tasks scored on trials."""
     profile = context.profile
     common = {
-        "env_kwargs": _env_kwargs(profile),
+        "env_kwargs": json_object("--env-kwargs", profile.env_kwargs),
         "max_episode_steps": profile.max_episode_steps,
         "eval_episodes": profile.eval_episodes,
     }

@@ -643,8 +643,8 @@ class EpisodeSampler:
         """Raise a ValueError naming the environment, task, step and value when the environment
         returned a NaN or infinite ``what`` (reward or observation) on a live row."""
         array = np.asarray(values)
-        if not np.issubdtype(array.dtype, np.floating):
-            return
+        if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
+            return  # the common case, checked without copying the live rows
         flat = array[live].reshape(len(live), -1)
         bad = ~np.isfinite(flat).all(axis=1)
         if bad.any():

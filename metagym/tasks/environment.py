@@ -73,20 +73,21 @@ def _import_module(module_name: str) -> Any:
         return importlib.import_module(module_name)
 
 
-def _import_attribute(spec: str) -> Any:
+def import_object(spec: str, what: str = "the environment") -> Any:
+    """The callable named ``"module:attribute"`` (environments, users' task distributions); a
+    ValueError naming ``what`` when it cannot be imported or is not callable."""
     module_name, _, attribute = spec.partition(":")
     try:
         module = _import_module(module_name)
     except ImportError as error:
         raise ValueError(
-            f"cannot import module {module_name!r} named in the environment {spec!r}: {error}"
+            f"cannot import module {module_name!r} named in {what} {spec!r}: {error}"
         ) from error
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise ValueError(
-                f"module {module_name!r} has no attribute {attribute!r} "
-                f"(named in the environment {spec!r})"
+                f"module {module_name!r} has no attribute {attribute!r} (named in {what} {spec!r})"
             )
         target = getattr(target, part)
     if not callable(target):
@@ -94,7 +95,7 @@ def _import_attribute(spec: str) -> Any:
     return target
 
 
-def _is_entry_point(spec: str) -> bool:
+def is_entry_point(spec: str) -> bool:
     """True for ``"module:attribute"``; False for ids, also Gymnasium's ``"module:namespace/Id-v0"``."""
     module, sep, attribute = spec.partition(":")
     return (
@@ -151,12 +152,12 @@ class _EnvFactory:
 
     def __call__(self) -> gym.Env:
         env, kwargs, limit = self.env, self.kwargs, self.max_episode_steps
-        if isinstance(env, str) and not _is_entry_point(env):
+        if isinstance(env, str) and not is_entry_point(env):
             if limit is not None:
                 kwargs = {**kwargs, "max_episode_steps": limit}
             made = gym.make(env, **kwargs)
         else:
-            target = _import_attribute(env) if isinstance(env, str) else env
+            target = import_object(env) if isinstance(env, str) else env
             made = target(**kwargs)
             if not isinstance(made, gym.Env):
                 raise TypeError(
@@ -205,8 +206,8 @@ def make_env_fn(
     ):
         raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
     if isinstance(env, str):
-        if _is_entry_point(env):
-            _import_attribute(env)  # fail now, with a clear message
+        if is_entry_point(env):
+            import_object(env)  # fail now, with a clear message
         else:
             _check_registered(env)
     elif not callable(env):
