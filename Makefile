@@ -18,8 +18,14 @@ $(VENV)/.installed: $(PY) pyproject.toml constraints.txt
 	$(PIP) install --quiet $(CONSTRAINTS) -e .
 	touch $@
 
+# metaworld pins mujoco==3.3.0. Downgrading from mujoco 4 leaves its split-off packages
+# (mujoco-core, mujoco-studio) whose files shadow 3.3's: remove them and reinstall mujoco cleanly.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install --quiet $(CONSTRAINTS) -e ".[test,rl]"
+	$(PIP) install --quiet $(CONSTRAINTS) -e ".[test,rl,metaworld]"
+	if $(PIP) show --quiet mujoco-core 2>/dev/null; then \
+		$(PIP) uninstall --quiet -y mujoco-studio mujoco-core && \
+		$(PIP) install --quiet --force-reinstall --no-deps "mujoco==$$($(PY) -c 'import importlib.metadata as m; print(m.version("mujoco"))')"; \
+	fi
 	touch $@
 
 run: $(VENV)/.installed

@@ -5,7 +5,8 @@ on stderr and into ``MUJOCO_LOG.TXT`` in the working directory, once per environ
 sampler makes hundreds). :class:`TotalMassCompat` compiles the model without the attribute and
 then does what it did, as the warning advises (``mj_setTotalmass`` then ``mj_setConst``, and the
 mass statistics recomputed): the model's arrays and statistics, and therefore its trajectories,
-are identical to the original's (checked in tests/envs/test_envs.py).
+are identical to the original's (checked in tests/envs/test_envs.py). Older MuJoCo (3.3, the
+version ``metaworld`` 3.1.1 pins) does not warn, and compiles the model as usual.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 import mujoco
 
 _SETTOTALMASS = re.compile(r'\s+settotalmass="([^"]+)"')
+#: MuJoCo versions from which ``settotalmass`` is deprecated (and warned about).
+WARNS_ABOUT_SETTOTALMASS = tuple(int(p) for p in mujoco.__version__.split(".")[:2]) >= (3, 4)
 
 
 class TotalMassCompat:
@@ -25,7 +28,7 @@ class TotalMassCompat:
     def _initialize_simulation(self):
         text = Path(self.fullpath).read_text()
         match = _SETTOTALMASS.search(text)
-        if match is None or "file=" in text:
+        if match is None or "file=" in text or not WARNS_ABOUT_SETTOTALMASS:
             return super()._initialize_simulation()
         model = mujoco.MjModel.from_xml_string(text[: match.start()] + text[match.end() :])
         mujoco.mj_setTotalmass(model, float(match.group(1)))
