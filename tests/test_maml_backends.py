@@ -18,7 +18,13 @@ from torch import nn
 
 from metagym.learners import MAML, adapted_model
 from metagym.learners.maml import first_order_backward
-from metagym.learners.maml_batched import FunctionalModel, adapt_batched, plain_chain
+from metagym.learners.maml_batched import (
+    FunctionalModel,
+    adapt_batched,
+    check_batchable,
+    normalize,
+    plain_chain,
+)
 from metagym.nets import mlp
 from metagym.tasks import SinusoidTasks, make_generator
 from metagym.tasks.base import Examples, SupervisedTask
@@ -49,16 +55,19 @@ def _sinusoid_tasks(n=4, shots=5, seed=0):
     return SinusoidTasks(shots, queries=7).sample(n, "train", make_generator(seed))
 
 
-def _classification_tasks(n=4, ways=3, shots=2, queries=3, features=6, seed=0, image=False):
+def _classification_tasks(
+    n=4, ways=3, shots=2, queries=3, features=6, seed=0, image=False, size=8, dtype=torch.float32
+):
     generator = make_generator(seed)
-    shape = (1, 8, 8) if image else (features,)
+    shape = (1, size, size) if image else (features,)
     tasks = []
     for _ in range(n):
-        centers = torch.randn(ways, *shape, generator=generator)
+        centers = torch.randn(ways, *shape, generator=generator, dtype=dtype)
 
         def draw(per_class, centers=centers):
             y = torch.arange(ways).repeat_interleave(per_class)
-            x = centers[y] + 0.5 * torch.randn(len(y), *shape, generator=generator)
+            noise = torch.randn(len(y), *shape, generator=generator, dtype=dtype)
+            x = centers[y] + 0.5 * noise
             return Examples(x, y)
 
         tasks.append(SupervisedTask(draw(shots), draw(queries)))
@@ -248,16 +257,107 @@ def test_meta_gradient_matches_finite_differences():
         torch.testing.assert_close(p.grad, numeric, rtol=1e-6, atol=1e-9, msg=name)
 
 
+def _conv4_bn(hidden=8, ways=3):
+    conv4 = pytest.importorskip("metagym.nets.conv4").conv4
+    return conv4(1, hidden, out_features=ways, track_running_stats=False, image_size=(16, 16))
+
+
+def _group_norm_net():
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.GroupNorm(2, 4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 3),
+    )
+
+
+# name -> (net builder, loss, float64 tasks, inner lr): nets with normalization layers.
+NORM_CASES = {
+    "conv4-batchnorm": (
+        _conv4_bn,
+        nn.functional.cross_entropy,
+        lambda: _classification_tasks(image=True, size=16, dtype=torch.float64),
+        0.4,
+    ),
+    "mlp-layernorm": (
+        lambda: nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 3)),
+        nn.functional.cross_entropy,
+        lambda: _classification_tasks(dtype=torch.float64),
+        0.1,
+    ),
+    "conv-groupnorm": (
+        _group_norm_net,
+        nn.functional.cross_entropy,
+        lambda: _classification_tasks(image=True, size=16, dtype=torch.float64),
+        0.1,
+    ),
+}
+
+
+def max_relative_difference(got: list, want: list) -> float:
+    """The one measure of meta-gradient parity: max |got - want| over all entries of all
+    tensors, divided by the largest |want| entry (per-tensor ratios are meaningless where the
+    true gradient is zero, e.g. a conv bias in front of BatchNorm)."""
+    diff = max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True))
+    scale = max(float(w.abs().max()) for w in want)
+    return diff / scale
+
+
+@pytest.mark.parametrize("case", sorted(NORM_CASES))
+@pytest.mark.parametrize("steps", [1, 5])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+@pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
+def test_normalization_meta_gradients_equal_higher_float64(case, steps, first_order, meta_sgd):
+    """BatchNorm (batch statistics), LayerNorm and GroupNorm on the vmap backend run through a
+    functional normalization: float64 meta-gradients equal higher's to 1e-10 (the one measure)."""
+    build, loss, tasks, lr = NORM_CASES[case]
+    kwargs = {"train_steps": steps, "first_order": first_order, "meta_sgd": meta_sgd}
+    reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, **kwargs, backend="higher"))
+    reference = reference.double().to(DEVICE)
+    batched = MAML(copy.deepcopy(reference.model), loss, inner_lr=lr, **kwargs, backend="vmap")
+    batched.load_state_dict(reference.state_dict())
+    tasks = [t.to(DEVICE) for t in tasks()]
+    want = reference.compute_meta_gradients(tasks)
+    got = batched.compute_meta_gradients(tasks)
+    grads = [
+        (p.grad, q.grad)
+        for p, q in zip(reference.parameters(), batched.parameters(), strict=True)
+        if p.grad is not None or q.grad is not None  # first order: no step-size gradients
+    ]
+    assert all(w is not None and g is not None for w, g in grads)
+    assert len(grads) >= len(list(reference.model.parameters()))
+    error = max_relative_difference([g for _, g in grads], [w for w, _ in grads])
+    assert error <= 1e-10, f"meta-gradients differ by {error:.1e} (max diff / max entry)"
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-12)
+
+
+def test_functional_normalization_equals_torch_layers():
+    """normalize() computes what torch's layers compute (forward, float64)."""
+    generator = make_generator(2)
+    for layer, shape in [
+        (nn.BatchNorm2d(4, track_running_stats=False), (5, 4, 3, 3)),
+        (nn.BatchNorm1d(4, affine=False, track_running_stats=False), (5, 4)),
+        (nn.BatchNorm1d(4, track_running_stats=False), (5, 4, 7)),
+        (nn.LayerNorm((3, 3)), (5, 4, 3, 3)),
+        (nn.GroupNorm(2, 4), (5, 4, 3, 3)),
+        (nn.GroupNorm(1, 4, affine=False), (5, 4, 6)),
+    ]:
+        layer = layer.double()
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64))
+        x = torch.randn(shape, generator=generator, dtype=torch.float64)
+        got = normalize(layer, x, getattr(layer, "weight", None), getattr(layer, "bias", None))
+        torch.testing.assert_close(got, layer(x), rtol=1e-12, atol=1e-12, msg=repr(layer))
+
+
 @pytest.mark.parametrize(
     "layer",
-    [
-        nn.BatchNorm1d(8, track_running_stats=False),
-        nn.LayerNorm(8),
-        nn.GroupNorm(2, 8),
-        nn.InstanceNorm1d(8),
-        nn.GRU(8, 8),
-    ],
-    ids=lambda layer: type(layer).__name__,
+    [nn.InstanceNorm1d(8), nn.InstanceNorm1d(8, affine=True), nn.GRU(8, 8)],
+    ids=["InstanceNorm1d", "InstanceNorm1d-affine", "GRU"],
 )
 def test_vmap_backend_refuses_layers_it_gets_wrong(layer):
     net = nn.Sequential(nn.Linear(1, 8), layer, nn.Linear(8, 1))
@@ -277,6 +377,26 @@ def test_vmap_backend_refuses_layers_it_gets_wrong(layer):
         pass
     if not isinstance(layer, nn.GRU):
         MAML(net)  # the higher backend takes it
+
+
+def test_vmap_backend_refuses_running_statistics_and_norms_outside_chains():
+    tracked = nn.Sequential(nn.Linear(1, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
+    with pytest.raises(ValueError, match="tracks running statistics.*track_running_stats=False"):
+        check_batchable(tracked)
+    with pytest.raises(ValueError, match="tracks running statistics.*track_running_stats=False"):
+        MAML(tracked, backend="vmap")
+
+    class Wrapped(nn.Module):  # not a plain chain: its forward could do anything
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(1, 8), nn.LayerNorm(8), nn.Linear(8, 1))
+
+        def forward(self, x):
+            return self.body(x)
+
+    with pytest.raises(ValueError, match="refuses layer 'body.1'.*plain nn.Sequential chains"):
+        MAML(Wrapped(), backend="vmap")
+    check_batchable(Wrapped().body)  # the same layers in a chain are accepted
 
 
 def test_vmap_backend_input_errors():
@@ -334,7 +454,8 @@ def test_fast_path_of_plain_chains_equals_functional_call():
         want = torch.func.functional_call(net, weights, (x,))
         torch.testing.assert_close(FunctionalModel(net, weights, {})(x), want, rtol=0, atol=0)
     assert plain_chain(_Residual()) is None
-    assert plain_chain(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))) is None
+    assert plain_chain(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))) is not None
+    assert plain_chain(nn.Sequential(nn.Linear(2, 2), nn.RMSNorm(2))) is None
     # A forward hook must run, so the call falls back to functional_call.
     net, seen = mlp(1, [3], 1), []
     net[0].register_forward_hook(lambda module, args, out: seen.append(out.shape))

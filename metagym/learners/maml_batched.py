@@ -11,9 +11,15 @@ Both are reached through :class:`metagym.learners.maml.MAML` with ``backend="vma
 :func:`metagym.learners.maml.adapted_model` with ``backend="vmap"``; ``backend="higher"`` stays the
 default and the reference their meta-gradients are tested against (``tests/test_maml_backends.py``).
 
+Normalization: torch's normalization kernels (``F.batch_norm`` ...) under ``vmap`` give wrong
+second-order meta-gradients (DESIGN.md), so BatchNorm1d/2d/3d (``track_running_stats=False``),
+LayerNorm and GroupNorm run through :func:`normalize`, the same normalization written from plain
+tensor operations, per task (meta-gradients equal to the higher loop's to 1e-10 in float64,
+``tests/test_maml_backends.py``).
+
 Limits:
-- Nets with normalization layers (BatchNorm, InstanceNorm, LayerNorm, GroupNorm, RMSNorm) are
-  refused: ``vmap`` gives wrong meta-gradients for them (a functorch batching-rule bug, DESIGN.md).
+- Normalization layers are accepted only inside plain ``nn.Sequential`` chains
+  (:func:`plain_chain`); BatchNorm with running statistics, InstanceNorm and RMSNorm are refused.
 - Recurrent layers (nn.RNN, nn.GRU, nn.LSTM) are refused: vmap has no batching rule for them.
 - Random layers (dropout) inside ``vmap`` raise torch's own "randomness" error.
 - The inner optimizer is plain SGD (no momentum, no weight decay), as in MAML and Meta-SGD.
@@ -35,7 +41,9 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.utils._pytree import tree_leaves
 
-#: Layers the vmap backend refuses (wrong meta-gradients under vmap).
+#: Normalization layers (all of torch's). ``F.batch_norm`` and friends under ``vmap`` give wrong
+#: second-order meta-gradients, so the vmap backend never calls them: it runs the layers of
+#: :data:`FUNCTIONAL_NORMS` through :func:`normalize` (plain tensor operations) and refuses the rest.
 NORMALIZATION_LAYERS: tuple[type[nn.Module], ...] = tuple(
     cls
     for cls in (
@@ -47,26 +55,107 @@ NORMALIZATION_LAYERS: tuple[type[nn.Module], ...] = tuple(
     if cls is not None
 )
 
+#: Normalization layers the vmap backend runs through :func:`normalize`, inside plain chains
+#: (BatchNorm only with ``track_running_stats=False``: batch statistics, as in the MAML paper).
+FUNCTIONAL_NORMS: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
+
 #: A step size per parameter name: a float, or a tensor of the parameter's shape (Meta-SGD).
 LearningRates = Mapping[str, float | Tensor]
 
 
+def _functional_norm(module: nn.Module) -> bool:
+    """True for a layer :func:`normalize` computes (exact type: subclasses may change forward)."""
+    if type(module) not in FUNCTIONAL_NORMS:
+        return False
+    return not isinstance(module, nn.modules.batchnorm._NormBase) or not module.track_running_stats
+
+
 def check_batchable(model: nn.Module) -> None:
-    """Raise a ValueError if ``model`` has a layer the vmap backend cannot adapt correctly."""
+    """Raise a ValueError if ``model`` has a layer the vmap backend cannot adapt correctly.
+
+    Accepted: any module without normalization or recurrent layers, and plain chains
+    (:func:`plain_chain`: nested ``nn.Sequential``) whose normalization layers are BatchNorm1d/2d/3d
+    with ``track_running_stats=False``, LayerNorm or GroupNorm (run through :func:`normalize`).
+    """
+    chain = None
     for name, module in model.named_modules():
-        if isinstance(module, NORMALIZATION_LAYERS):
+        label = f"layer {name or '<root>'!r} ({type(module).__name__})"
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
             raise ValueError(
-                f"backend='vmap' refuses layer {name or '<root>'!r} ({type(module).__name__}): "
-                "torch.func.vmap gives wrong meta-gradients for normalization layers (a functorch "
-                "batching-rule bug, see DESIGN.md); use backend='higher' for this net, or remove "
-                "the normalization layer"
+                f"backend='vmap' refuses {label}: it tracks running statistics, which the "
+                "adapted (functional) model never writes back to the model; build it with "
+                "track_running_stats=False"
             )
+        if isinstance(module, NORMALIZATION_LAYERS):
+            if not _functional_norm(module):
+                raise ValueError(
+                    f"backend='vmap' refuses {label}: torch.func.vmap gives wrong meta-gradients "
+                    "for torch's normalization kernels (see DESIGN.md), and only BatchNorm1d/2d/3d "
+                    "(track_running_stats=False), LayerNorm and GroupNorm have a functional "
+                    "replacement; use backend='higher' for this net, or remove the layer"
+                )
+            chain = plain_chain(model) if chain is None else chain
+            if not chain:
+                raise ValueError(
+                    f"backend='vmap' refuses {label}: normalization layers run on the vmap "
+                    "backend only inside plain nn.Sequential chains (where they are replaced by "
+                    "a functional normalization; torch.func.vmap gives wrong meta-gradients for "
+                    "torch's normalization kernels); use backend='higher' for this net"
+                )
         if isinstance(module, nn.RNNBase):
             raise ValueError(
-                f"backend='vmap' refuses layer {name or '<root>'!r} ({type(module).__name__}): "
+                f"backend='vmap' refuses {label}: "
                 "torch.func.vmap has no batching rule for the fused recurrent kernels; use "
                 "backend='higher' for this net"
             )
+
+
+def normalize(layer: nn.Module, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """``layer`` (one of :data:`FUNCTIONAL_NORMS`) applied to ``x`` with ``weight`` and ``bias``,
+    written from plain tensor operations, so that its meta-gradients under ``vmap`` are right.
+
+    - BatchNorm: ``x`` is ``(N, C, *spatial)``; mean and biased variance over ``N`` and the
+      spatial dimensions (batch statistics), per channel.
+    - LayerNorm: over the last ``len(normalized_shape)`` dimensions of ``x``.
+    - GroupNorm: ``x`` is ``(N, C, *spatial)``; over each group of ``C / num_groups`` channels
+      and the spatial dimensions, per example.
+
+    Then ``(x - mean) / sqrt(var + eps) * weight + bias`` (weight and bias of the channels, or of
+    ``normalized_shape``; None: no affine step). Returns a tensor of ``x``'s shape.
+    """
+    if isinstance(layer, nn.LayerNorm):
+        dims = tuple(range(x.dim() - len(layer.normalized_shape), x.dim()))
+        y = _standardize(x, dims, layer.eps)
+        shape = layer.normalized_shape
+    elif isinstance(layer, nn.GroupNorm):
+        grouped = x.reshape(x.shape[0], layer.num_groups, -1)
+        y = _standardize(grouped, (2,), layer.eps).reshape(x.shape)
+        shape = (x.shape[1],) + (1,) * (x.dim() - 2)
+    else:  # BatchNorm1d/2d/3d with batch statistics
+        if x.dim() < 2:
+            raise ValueError(
+                f"{type(layer).__name__} needs (N, C, ...) inputs, got {tuple(x.shape)}"
+            )
+        y = _standardize(x, (0, *range(2, x.dim())), layer.eps)
+        shape = (x.shape[1],) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def _standardize(x: Tensor, dims: tuple[int, ...], eps: float) -> Tensor:
+    """``(x - mean) / sqrt(biased var + eps)`` over ``dims``."""
+    centered = x - x.mean(dims, keepdim=True)
+    variance = centered.square().mean(dims, keepdim=True)
+    return centered * torch.rsqrt(variance + eps)
 
 
 def check_plain_sgd(optimizer: torch.optim.Optimizer) -> None:
@@ -102,7 +191,7 @@ def has_tied_weights(module: nn.Module) -> bool:
     return tied
 
 
-# A layer of a plain chain: ("linear" | "conv2d" | "call", module, parameter-name prefix).
+# A layer of a plain chain: ("linear" | "conv2d" | "norm" | "call", module, parameter-name prefix).
 _Layer = tuple[str, nn.Module, str]
 _CHAINS: weakref.WeakKeyDictionary[nn.Module, list[_Layer] | None] = weakref.WeakKeyDictionary()
 
@@ -115,7 +204,8 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
     """The layers of ``module`` if it is a plain chain the fast functional path runs by itself.
 
     A plain chain is an ``nn.Sequential`` (nested ones included) of ``nn.Linear``, ``nn.Conv2d``
-    (zero padding) and layers without parameters or buffers (activations, pooling, flatten,
+    (zero padding), the normalization layers of :data:`FUNCTIONAL_NORMS` (run by
+    :func:`normalize`) and layers without parameters or buffers (activations, pooling, flatten,
     dropout); anything else returns None and runs through ``torch.func.functional_call``.
     Running such a chain directly with ``F.linear`` / ``F.conv2d`` on the fast weights computes
     exactly what ``functional_call`` computes, without its per-call re-parametrization of the
@@ -137,6 +227,8 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
             return [("linear", m, prefix)]
         if type(m) is nn.Conv2d and m.padding_mode == "zeros":
             return [("conv2d", m, prefix)]
+        if _functional_norm(m):
+            return [("norm", m, prefix)]
         if _stateless(m):
             return [("call", m, prefix)]
         return None
@@ -168,6 +260,8 @@ def _run_chain(chain: list[_Layer], weights: Mapping[str, Tensor], x: Tensor) ->
                 layer.dilation,
                 layer.groups,
             )
+        elif kind == "norm":
+            x = normalize(layer, x, weights.get(prefix + "weight"), weights.get(prefix + "bias"))
         else:
             x = layer(x)
     return x
