@@ -31,6 +31,7 @@ from metagym.distributed import is_main_process
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.profile import Profile
 from metagym.evaluate import evaluate
+from metagym.memory import PeakMemory
 from metagym.results import read_json, write_json_atomic, write_report
 from metagym.run_folder import FolderLock, check_folder, differences, start_folder
 from metagym.seeding import build_seeded, make_generator
@@ -126,6 +127,7 @@ def run_learner(
     distribution = context.distribution(key)
     learner = build_seeded(lambda: recipe.build(context), context.seed).to(options.device)
     iterations = recipe.get("iterations", context) if learner.trainable else 0
+    memory = PeakMemory(options.device).start()  # of meta-training
     start = time.perf_counter()
     if iterations:
         profile = context.profile
@@ -150,6 +152,7 @@ def run_learner(
     if iterations and is_main_process():
         learner.save(run_dir / "learner.pt")
     train_s = time.perf_counter() - start
+    peak_memory = memory.stop()
     start = time.perf_counter()
     rows = []
     steps = recipe.get("eval_steps", context)
@@ -170,6 +173,7 @@ def run_learner(
         "meta_batch": recipe.get("meta_batch", context),
         "report_steps": recipe.get("report_steps", context),
         "timings": {"train_s": round(train_s, 1), "eval_s": round(eval_s, 1)},
+        "memory": peak_memory,
         "rows": rows,
         "extras": extras,
     }
@@ -304,6 +308,7 @@ def merge(
         "learners": per_learner.pop("config"),
         **{key if key != "family" else "families": value for key, value in per_learner.items()},
         "timings": {name: records[name]["timings"] for name in order},
+        "memory": {name: records[name].get("memory") for name in order},
         "jobs": jobs,
         "threads": threads,
     }

@@ -38,6 +38,8 @@ class SinusoidProfile(RegressionProfile):
 
     shots: int = setting(5, choices=ACCEPTED_SHOTS)
     """support points K per task"""
+    shift_levels: int = setting(0, low=0, high=20)
+    """levels of the graded shifts also evaluated (ood-amplitude-1..N, ood-phase-1..N, ood-extrapolate-1..N; 0: none)"""
 
 
 PROFILES = {
@@ -47,7 +49,7 @@ PROFILES = {
 
 
 def make_distribution(context: Context, key: str) -> SinusoidTasks:
-    return SinusoidTasks(shots=context.profile.shots)
+    return SinusoidTasks(shots=context.profile.shots, levels=context.profile.shift_levels)
 
 
 def _example_tasks(distribution: SinusoidTasks, seed: int) -> list[tuple[str, int, Any]]:
@@ -110,6 +112,7 @@ DOMAIN = register(
         after_learner=example_fits,
         after_run=write_examples,
         title=lambda c: "sinusoid results",
-        splits="train, val, test (amplitude U[0.1, 5], phase U[0, pi]), ood-amplitude, ood-phase, ood-extrapolate",
+        splits="train, val, test (amplitude U[0.1, 5], phase U[0, pi]), ood-amplitude, ood-phase, "
+        "ood-extrapolate; with --shift-levels N also ood-<kind>-1..N (graded)",
     )
 )
