@@ -1,10 +1,16 @@
 """The one evaluation routine: adapt a learner to each task of a split and score its queries.
 
 For learners that take gradient steps, every requested step count is scored from one adaptation
-run. A task whose score is not finite, whose predictions are not finite (classification: the
+run. Tasks go to the learner in chunks of ``learner.eval_batch`` (:meth:`Learner.adapt_many`), so
+learners that adapt many tasks in one call (MAML on the vmap backend) do. A task whose score is not finite, whose predictions are not finite (classification: the
 argmax of NaN logits would look like class 0), or whose score is beyond the distribution's
 divergence bound counts as diverged: its row reports ``diverged`` with the first evaluated step at
 which it happened, never a NaN, a crash or a dropped row.
+
+A distribution with several metrics (``metrics = ("success", "return")``: Meta-World) returns a
+dict ``{metric: value}`` from ``score`` and gets rows for each metric; one whose tasks fall into
+groups (``task_group(task) -> str``: Meta-World's env names) also gets rows per group, with a
+``group`` field (``"all"`` on the rows over every task), when a split holds several groups.
 """
 
 from __future__ import annotations
@@ -74,18 +80,42 @@ def evaluate(
     if any(not isinstance(s, int) or s < 0 for s in steps):
         raise ValueError(f"adaptation steps must be ints >= 0, got {list(steps)}")
     step_list: list[int | None] = sorted(set(steps)) if learner.uses_steps else [None]
-    scores: dict[int | None, list[float]] = {s: [] for s in step_list}
+    scores: dict[int | None, list[Any]] = {s: [] for s in step_list}
     learner.eval()
-    for task in tqdm(tasks, desc=f"eval {learner.name} {split}", disable=not progress, leave=False):
-        task = task.to(learner.device)
-        if learner.uses_steps:
-            predictors = learner.adapt_steps(task, step_list)
-        else:
-            predictors = {None: learner.adapt(task)}
-        for s, predictor in predictors.items():
-            scores[s].append(_score(distribution, predictor, task))
+    bar = tqdm(
+        total=len(tasks), desc=f"eval {learner.name} {split}", disable=not progress, leave=False
+    )
+    for start in range(0, len(tasks), max(1, learner.eval_batch)):
+        chunk = [task.to(learner.device) for task in tasks[start : start + learner.eval_batch]]
+        adapted = learner.adapt_many(chunk, [s for s in step_list if s is not None])
+        for task, predictors in zip(chunk, adapted, strict=True):
+            for s, predictor in predictors.items():
+                scores[s].append(_score(distribution, predictor, task))
+        bar.update(len(chunk))
+    bar.close()
     learner.train()
 
+    metrics = tuple(getattr(distribution, "metrics", None) or (distribution.metric,))
+    task_group = getattr(distribution, "task_group", None)
+    groups = [task_group(task) for task in tasks] if task_group is not None else []
+    selections: list[tuple[dict[str, Any], list[int]]] = [({}, list(range(len(tasks))))]
+    if len(set(groups)) > 1:
+        selections = [({"group": "all"}, selections[0][1])]
+        for name in sorted(set(groups)):
+            selections.append(({"group": name}, [i for i, g in enumerate(groups) if g == name]))
+    rows = []
+    for fields, picked in selections:
+        for metric in metrics:
+            values = {
+                s: [v[metric] if len(metrics) > 1 else v for v in (scores[s][i] for i in picked)]
+                for s in step_list
+            }
+            rows += _rows(learner, distribution, split, step_list, values, metric, fields)
+    return rows
+
+
+def _rows(learner, distribution, split, step_list, scores, metric, fields) -> list[dict[str, Any]]:
+    """One row per step count of ``metric``'s ``scores`` (step -> per-task values)."""
     rows = []
     first_diverged = None
     for s in step_list:
@@ -99,8 +129,9 @@ def evaluate(
             "learner": learner.name,
             "split": split,
             **distribution.row_fields(),
+            **fields,
             "steps": s,
-            "metric": distribution.metric,
+            "metric": metric,
             "mean": None if n_bad else sum(values) / len(values),
             "ci95": None if n_bad else confidence_interval(values),
             "n_tasks": len(values),

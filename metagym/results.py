@@ -108,18 +108,22 @@ def format_cell(row: dict[str, Any] | None) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """One table per split: a line per learner, a column per number of adaptation steps.
+    """One table per split (and per metric and ``group`` where rows have several): a line per
+    learner, a column per number of adaptation steps.
 
     Learners that adapt without gradient steps (``steps`` None) fill the "no steps" column and
     show "n/a" under the step counts, which do not apply to them.
     """
     lines: list[str] = []
-    splits = list(dict.fromkeys(r["split"] for r in rows))
+    tables = list(dict.fromkeys((r["split"], r["metric"], r.get("group")) for r in rows))
     step_counts = sorted({r["steps"] for r in rows if r["steps"] is not None})
     has_stepless = any(r["steps"] is None for r in rows)
-    for split in splits:
-        split_rows = [r for r in rows if r["split"] == split]
-        metric = split_rows[0]["metric"]
+    for split, metric, group in tables:
+        split_rows = [
+            r
+            for r in rows
+            if (r["split"], r["metric"], r.get("group")) == (split, metric, group)
+        ]
         n_tasks = max(r["n_tasks"] for r in split_rows)
         n_seeds = max(r.get("n_seeds", 1) for r in split_rows)
         over = (
@@ -127,7 +131,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             if n_seeds > 1
             else f"over {n_tasks} tasks"
         )
-        lines.append(f"### {split} ({metric}, mean ± 95% interval {over})")
+        title = split if group is None else f"{split}, {group}"
+        lines.append(f"### {title} ({metric}, mean ± 95% interval {over})")
         lines.append("")
         header = ["learner"] + (["no steps"] if has_stepless else [])
         header += [f"{s} step{'s' if s != 1 else ''}" for s in step_counts]
