@@ -19,6 +19,14 @@ How a meta-iteration runs on ``W`` processes (ranks):
 4. Metrics are averaged the same way; only rank 0 writes ``metrics.csv`` and checkpoints, and on
    resume rank 0's checkpoint is broadcast to the others (no shared file system needed).
 
+A learner whose update is not a ``torch.optim`` step (MAML-RL's TRPO step) declares an attribute
+``mean_over_processes``, a function ``tensor -> tensor`` that is the identity in one process.
+While attached, it is replaced by :meth:`DistributedMetaBatch.mean`, the share-weighted all-reduce,
+and the learner applies it to every number its update needs from the whole meta-batch (for TRPO:
+the policy gradient, each Fisher-vector product, the line search's loss and KL). Its tasks' data
+must not depend on which other tasks share its process (MAML-RL seeds each task's episodes by the
+task's own seeds).
+
 Backends: NCCL when the learner is on a GPU (each rank takes ``cuda:LOCAL_RANK``), gloo on CPU.
 This assumes, as every learner of the library does, that a learner's meta-loss is the mean of
 per-task losses over the tasks it is given.
@@ -106,8 +114,9 @@ class DistributedMetaBatch:
 
     Use :meth:`from_environment`, which returns None for a single-process run. While attached
     (between :meth:`attach` and :meth:`close`), the learner's meta-optimizer all-reduces the
-    gradients before each step; a learner that updates its weights some other way (e.g. MAML-RL's
-    TRPO step) is refused by :meth:`end_step` rather than left to drift apart across ranks.
+    gradients before each step, and a learner with a ``mean_over_processes`` attribute (MAML-RL)
+    has it set to :meth:`mean`. A learner that updates its weights some other way, using neither,
+    is refused by :meth:`end_step` rather than left to drift apart across ranks.
 
     Args:
         learner: a :class:`metagym.learners.Learner` (an ``nn.Module`` with ``optimizer``).
@@ -130,6 +139,7 @@ class DistributedMetaBatch:
         self.weight = 1.0
         self.broadcast_state(learner)
         self._hook: Any = None
+        self._local_mean: Any = None
         self._reductions = 0
 
     @classmethod
@@ -150,15 +160,22 @@ class DistributedMetaBatch:
         return self.rank == 0
 
     def attach(self) -> None:
-        """All-reduce the gradients before every step of the learner's meta-optimizer."""
+        """All-reduce the gradients before every step of the learner's meta-optimizer, and give a
+        learner with a ``mean_over_processes`` attribute :meth:`mean` in its place."""
         if self._hook is None:
             self._hook = self.learner.optimizer.register_step_pre_hook(self._before_step)
+        if self._local_mean is None and hasattr(self.learner, "mean_over_processes"):
+            self._local_mean = self.learner.mean_over_processes
+            self.learner.mean_over_processes = self._counted_mean
 
     def close(self) -> None:
-        """Detach from the learner's optimizer (the process group stays for later runs)."""
+        """Detach from the learner (the process group stays for later runs)."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        if self._local_mean is not None:
+            self.learner.mean_over_processes = self._local_mean
+            self._local_mean = None
 
     # -- tasks ---------------------------------------------------------------------------------
     def shard(self, tasks: Sequence[T]) -> list[T]:
@@ -168,6 +185,18 @@ class DistributedMetaBatch:
         return list(tasks[start:stop])
 
     # -- collectives ---------------------------------------------------------------------------
+    def _counted_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        self._reductions += 1
+        return self.mean(tensor)
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The share-weighted sum over ranks of ``tensor`` (same shape on every rank): the whole
+        meta-batch's mean of a number each rank computed as the mean over its own tasks. A new
+        tensor, identical on every rank; ``tensor`` is left alone."""
+        out = tensor.detach().to(self.device) * self.weight
+        dist.all_reduce(out)
+        return out.to(tensor.device)
+
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._reductions += 1
         self.all_reduce_gradients([p for group in optimizer.param_groups for p in group["params"]])
@@ -194,14 +223,15 @@ class DistributedMetaBatch:
             offset += p.numel()
 
     def end_step(self, metrics: dict[str, float]) -> dict[str, float]:
-        """After a ``meta_train_step``: check that its update went through the meta-optimizer
-        (so the gradients were all-reduced) and return the metrics averaged over ranks."""
+        """After a ``meta_train_step``: check that its update went through the meta-optimizer or
+        :meth:`mean` (so it was all-reduced) and return the metrics averaged over ranks."""
         if self._reductions == 0:
             name = getattr(self.learner, "name", type(self.learner).__name__)
             raise RuntimeError(
                 f"learner {name!r} updated its weights without a step of its optimizer "
-                "(learner.optimizer), so its meta-gradients cannot be all-reduced across "
-                "processes; train it in a single process"
+                "(learner.optimizer) and without mean_over_processes, so its meta-gradients "
+                "cannot be all-reduced across processes; train it in a single process, or give "
+                "it a mean_over_processes attribute (see metagym.distributed)"
             )
         self._reductions = 0
         return self.reduce_metrics(metrics)

@@ -9,11 +9,19 @@ KL's Hessian-vector products differentiated through the inner step (second order
 
 With ``train_steps=0`` the same class is the paper's "pretrained" baseline: one policy trained by
 TRPO on the mixture of training tasks, fine-tuned at test time by the same policy-gradient steps.
+
+Every task's episodes are collected in a sampler call of its own, seeded by the task's own seeds
+(``task.seed`` for the inner steps, ``task.eval_seed`` for the query), so they do not depend on
+which other tasks share the meta-batch. That is what lets ``torchrun`` split a meta-batch across
+processes (:mod:`metagym.distributed`): each process collects and adapts to its share of the tasks,
+and TRPO's gradient, Fisher-vector products and line-search numbers are averaged over the
+processes through :attr:`MAMLRL.mean_over_processes`, so every process takes the step of the whole
+meta-batch, the one a single process takes with the same seed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -22,10 +30,10 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 from metagym.learners.maml import MAML, adapted_model
-from metagym.rl.policies import detach_distribution, task_batched_policy
+from metagym.rl.policies import detach_distribution
 from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
 from metagym.rl.sampler import Episodes, EpisodeSampler
-from metagym.rl.trpo import flat, trpo_step
+from metagym.rl.trpo import flat, local_mean, trpo_step
 from metagym.rl.value_baseline import LinearFeatureBaseline
 
 _SEED_HIGH = 2**31 - 1
@@ -98,6 +106,13 @@ class MAMLRL(MAML):
         gamma, gae_lambda: discount and GAE parameter of the advantages.
         max_kl, cg_iterations, cg_damping, ls_backtracks, ls_ratio: TRPO's settings.
         name: the learner's name in results.
+
+    Attributes:
+        mean_over_processes: ``tensor -> tensor``, the share-weighted mean over processes of a
+            number computed from this process's tasks; the identity in a single process.
+            :class:`metagym.distributed.DistributedMetaBatch` sets it while training under
+            ``torchrun`` (the TRPO step is not a ``torch.optim`` step, so it cannot be
+            all-reduced in an optimizer hook).
     """
 
     def __init__(
@@ -130,6 +145,7 @@ class MAMLRL(MAML):
         self.ls_backtracks, self.ls_ratio = ls_backtracks, ls_ratio
         self.name = name
         self.scored_on = "episode"
+        self.mean_over_processes: Callable[[Tensor], Tensor] = local_mean
 
     def env_steps(self, steps: int | None) -> int:
         """Each inner step collects ``fast_batch`` episodes of the step limit."""
@@ -204,24 +220,22 @@ class MAMLRL(MAML):
             snapshots=tuple(snapshots),
         )
 
-    def _collect_adapted(self, weights: list[list[Tensor]], tasks: Sequence[Any], seed: int):
-        """``fast_batch`` episodes of each task, acting with that task's fast ``weights``."""
-        if self.sampler.max_envs is None:
-            # One sub-environment per episode, in task order: rows [b*E, (b+1)*E) are task b's.
-            policy = task_batched_policy(self.model, weights, self.fast_batch)
-            return self.collect(policy, tasks, seed)
-        parts = [
-            self.collect(task_batched_policy(self.model, [w], self.fast_batch), [t], seed)
-            for w, t in zip(weights, tasks, strict=True)
-        ]
-        return _cat_episodes(parts)
+    def _collect_adapted(self, fmodel: Any, weights: list[Tensor], task: Any) -> Episodes:
+        """The query episodes of ``task``, acting with the functional model ``fmodel`` at the
+        task's fast ``weights`` (seeded by the task's ``eval_seed``)."""
+
+        def policy(observations: Tensor) -> Distribution:
+            return fmodel(observations, params=weights)
+
+        return self.collect(policy, [task], step_seed(task.eval_seed, 0))
 
     # -- meta-training -----------------------------------------------------------------------
     def meta_train_step(self, tasks: Sequence[Any]) -> dict[str, float]:
+        """One TRPO meta-update on ``tasks`` (this process's share of the meta-batch under
+        ``torchrun``; see :attr:`mean_over_processes`)."""
         tasks = list(tasks)
-        seed = tasks[0].seed
-        support = self.collect(self.model, tasks, step_seed(seed, 0))
-        caches = [[support.task(b)] for b in range(len(tasks))]
+        # Each task's own seeds, not the batch's: the episodes do not depend on the batch's split.
+        caches = [[self.collect(self.model, [t], step_seed(t.seed, 0))] for t in tasks]
         weights, fmodel = [], None
         for task, cache in zip(tasks, caches, strict=True):
             with (
@@ -236,11 +250,14 @@ class MAMLRL(MAML):
             ):
                 fmodel = adaptation.model
             weights.append(adaptation.snapshots[self.train_steps])
-        query = self._collect_adapted(weights, tasks, step_seed(tasks[0].eval_seed, 0))
-        query_adv = advantages(query, self.gamma, self.gae_lambda)
-        observations, actions, mask = episode_steps(query)
-        obs = [observations[b].reshape(-1, *observations.shape[3:]) for b in range(len(tasks))]
-        acts = [actions[b].reshape(-1, *actions.shape[3:]) for b in range(len(tasks))]
+        queries = [self._collect_adapted(fmodel, w, t) for w, t in zip(weights, tasks, strict=True)]
+        query_adv = [advantages(q, self.gamma, self.gae_lambda)[0] for q in queries]
+        obs, acts, mask = [], [], []
+        for query in queries:
+            observations, actions, steps_mask = episode_steps(query)
+            obs.append(observations[0].reshape(-1, *observations.shape[3:]))
+            acts.append(actions[0].reshape(-1, *actions.shape[3:]))
+            mask.append(steps_mask[0])
         with torch.no_grad():
             old = [
                 detach_distribution(fmodel(o, params=w)) for o, w in zip(obs, weights, strict=True)
@@ -277,10 +294,14 @@ class MAMLRL(MAML):
             cg_iterations=self.cg_iterations,
             backtrack_ratio=self.ls_ratio,
             max_backtracks=self.ls_backtracks,
+            mean=self.mean_over_processes,
         )
+        # Every task has fast_batch episodes: the mean of the tasks' means is the batch's mean.
+        before = torch.stack([c[0].returns().mean() for c in caches]).mean()
+        after = torch.stack([q.returns().mean() for q in queries]).mean()
         return {
-            "charts/return_before_adaptation": float(support.returns().mean()),
-            "charts/return_after_adaptation": float(query.returns().mean()),
+            "charts/return_before_adaptation": float(before),
+            "charts/return_after_adaptation": float(after),
             "losses/surrogate_before": stats.loss_before,
             "losses/surrogate_after": stats.loss_after,
             "trpo/kl": stats.kl,
@@ -331,36 +352,3 @@ class MAMLRL(MAML):
             return total / len(fast)
 
         return product
-
-
-def _cat_episodes(parts: Sequence[Episodes]) -> Episodes:
-    """Episodes of several single-task collections as one batch (padded to the longest)."""
-    steps = max(p.rewards.shape[-1] for p in parts)
-
-    def pad(x: Tensor, extra: int) -> Tensor:
-        if extra == 0:
-            return x
-        shape = list(x.shape)
-        shape[2] = extra
-        return torch.cat([x, x.new_zeros(shape)], dim=2)
-
-    def cat(name: str, offset: int = 0) -> Tensor:
-        return torch.cat(
-            [pad(getattr(p, name), steps + offset - getattr(p, name).shape[2]) for p in parts]
-        )
-
-    extras = {}
-    for key in parts[0].extras:
-        extras[key] = torch.cat([pad(p.extras[key], steps - p.extras[key].shape[2]) for p in parts])
-    return Episodes(
-        observations=cat("observations", 1),
-        actions=cat("actions"),
-        rewards=cat("rewards"),
-        dones=cat("dones"),
-        terminated=cat("terminated"),
-        mask=cat("mask"),
-        lengths=torch.cat([p.lengths for p in parts]),
-        tasks=tuple(t for p in parts for t in p.tasks),
-        seeds=torch.cat([p.seeds for p in parts]),
-        extras=extras,
-    )

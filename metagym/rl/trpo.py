@@ -4,6 +4,12 @@ search that accepts the first step that lowers the surrogate loss within the KL 
 
 Used as MAML-RL's outer optimizer; the loss and KL closures may differentiate through an inner
 adaptation step (second-order MAML).
+
+Split across processes (``torchrun``), each process computes the loss, KL, gradient and
+Fisher-vector products of its share of the data, and ``trpo_step``'s ``mean`` argument averages
+them over the processes (each weighted by its share). Conjugate gradient and the line search then
+run on identical numbers in every process, so every process takes the identical step. In one
+process ``mean`` is the identity: the same code with a trivial reduction.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from torch import Tensor, nn
 
 def flat(tensors: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def local_mean(tensor: Tensor) -> Tensor:
+    """The mean over processes in a single process: ``tensor`` itself."""
+    return tensor
 
 
 def conjugate_gradient(
@@ -65,6 +76,7 @@ def trpo_step(
     cg_iterations: int = 10,
     backtrack_ratio: float = 0.8,
     max_backtracks: int = 15,
+    mean: Callable[[Tensor], Tensor] = local_mean,
 ) -> TRPOStats:
     """One TRPO update of ``parameters`` in place.
 
@@ -81,34 +93,38 @@ def trpo_step(
         cg_iterations: conjugate-gradient iterations.
         backtrack_ratio, max_backtracks: the line search shrinks the step by ``backtrack_ratio``
             at most ``max_backtracks`` times; if no step is accepted the weights are restored.
+        mean: the mean over processes of a tensor computed from this process's share of the data
+            (:meth:`metagym.distributed.DistributedMetaBatch.mean`); it is applied to the loss,
+            its gradient, every Fisher-vector product and the line search's loss and KL. The
+            identity (default) in a single process.
     """
     parameters = list(parameters)
     loss, kl, *given = loss_and_kl(True)
-    grads = flat(torch.autograd.grad(loss, parameters, retain_graph=True))
+    grads = mean(flat(torch.autograd.grad(loss, parameters, retain_graph=True)))
     if given:
         product = given[0]
 
         def fisher_vector(v: Tensor) -> Tensor:
-            return product(v).detach() + damping * v
+            return mean(product(v).detach()) + damping * v
 
     else:
         kl_grads = flat(torch.autograd.grad(kl, parameters, create_graph=True))
 
         def fisher_vector(v: Tensor) -> Tensor:
             hv = torch.autograd.grad(kl_grads @ v, parameters, retain_graph=True)
-            return flat(hv).detach() + damping * v
+            return mean(flat(hv).detach()) + damping * v
 
     direction = conjugate_gradient(fisher_vector, grads.detach(), cg_iterations)
     shs = 0.5 * (direction @ fisher_vector(direction))
     # full_step = direction / sqrt(shs / max_kl): the quadratic model's KL of the step is max_kl.
     full_step = direction / torch.sqrt(shs.clamp_min(1e-12) / max_kl)
-    loss_before = float(loss.detach())
+    loss_before = float(mean(loss.detach()))
     del loss, kl
     old = [p.detach().clone() for p in parameters]
     fraction = 1.0
     for backtrack in range(max_backtracks):
         _assign(parameters, old, full_step, fraction)
-        new_loss, new_kl = loss_and_kl(False)
+        new_loss, new_kl = mean(torch.stack([t.detach() for t in loss_and_kl(False)[:2]]))
         if float(new_loss) < loss_before and float(new_kl) <= max_kl:
             return TRPOStats(loss_before, float(new_loss), float(new_kl), fraction, backtrack)
         fraction *= backtrack_ratio
