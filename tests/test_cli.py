@@ -76,7 +76,7 @@ def test_flags_parse_into_the_field_types():
         ({"shots": 7}, "--shots must be one of 5, 10, 20"),
         ({"iterations": {"maml": 10**12}}, "--iterations[maml] must be <="),
         ({"eval_steps": ()}, "at least one value"),
-        ({"backend": "jax"}, "--backend must be one of higher, vmap"),
+        ({"backend": "jax"}, "--backend must be one of auto, higher, vmap"),
     ],
 )
 def test_profile_validation_refuses_bad_values(changes, message):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from metagym.learners import MAML, adapted_model
-from metagym.learners.maml import first_order_backward
+from metagym.learners.maml import choose_backend, first_order_backward
 from metagym.learners.maml_batched import (
     FunctionalModel,
     adapt_batched,
@@ -120,7 +120,8 @@ CASES = {
 def _pair(case, **kwargs):
     """Two learners with identical weights: backend higher and backend vmap, and the tasks."""
     build, loss, tasks, lr = CASES[case]
-    reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, **kwargs)).to(DEVICE)
+    reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, backend="higher", **kwargs))
+    reference = reference.to(DEVICE)
     batched = copy.deepcopy(reference)
     batched.backend = "vmap"
     return reference, batched, [t.to(DEVICE) for t in tasks()]
@@ -169,7 +170,8 @@ def test_meta_training_steps_reach_the_same_weights():
         )
     for p, q in zip(reference.parameters(), batched.parameters(), strict=True):
         _assert_close_relative(q.detach(), p.detach(), rtol=1e-5)
-    assert batched.config()["backend"] == "vmap" and reference.config()["backend"] == "higher"
+    assert batched.config()["backend_used"] == "vmap"
+    assert reference.config()["backend_used"] == "higher"
 
 
 @pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
@@ -376,7 +378,7 @@ def test_vmap_backend_refuses_layers_it_gets_wrong(layer):
     ):
         pass
     if not isinstance(layer, nn.GRU):
-        MAML(net)  # the higher backend takes it
+        MAML(net, backend="higher")  # the higher backend takes it
 
 
 def test_vmap_backend_refuses_running_statistics_and_norms_outside_chains():
@@ -400,7 +402,9 @@ def test_vmap_backend_refuses_running_statistics_and_norms_outside_chains():
 
 
 def test_vmap_backend_input_errors():
-    with pytest.raises(ValueError, match="unknown MAML backend 'jax'; accepted: higher, vmap"):
+    with pytest.raises(
+        ValueError, match="unknown MAML backend 'jax'; accepted: auto, higher, vmap"
+    ):
         MAML(mlp(1, [4], 1), backend="jax")
     learner = MAML(mlp(1, [4], 1), backend="vmap")
     uneven = _sinusoid_tasks(1, shots=5) + _sinusoid_tasks(1, shots=10)
@@ -515,3 +519,108 @@ def test_rl_policies_policy_gradient_meta_gradients_equal_higher(kind, first_ord
     result.query_losses.mean().backward()
     for (name, p), w in zip(policy.named_parameters(), want, strict=True):
         _assert_close_relative(p.grad, w, label=name)
+
+
+def test_auto_backend_choice_is_recorded_and_checkpoints_load_across_backends(tmp_path):
+    """ "auto" picks vmap for MLPs and higher for conv nets on the CPU (vmap on CUDA), higher for
+    nets the vmap backend refuses; config() says which ran; a saved run loads again."""
+    mlp_learner = MAML(mlp(1, [8], 1))
+    assert mlp_learner.config()["backend"] == "auto"
+    assert mlp_learner.backend == mlp_learner.config()["backend_used"] == "vmap"
+    conv = MAML(_conv_net(), nn.functional.cross_entropy)
+    assert choose_backend(conv.model, "cpu") == "higher"
+    assert choose_backend(conv.model, "cuda") == "vmap"
+    assert conv.backend == ("vmap" if DEVICE.type == "cuda" else "higher")
+    recurrent = nn.Sequential(nn.Linear(1, 4), nn.GRU(4, 4))
+    assert choose_backend(recurrent, "cuda") == choose_backend(recurrent, "cpu") == "higher"
+    tracked = nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    assert choose_backend(tracked, "cuda") == "higher"
+    # A run saved with one backend loads into a learner built with another (same weights).
+    trained = _seeded(lambda: MAML(mlp(1, [8], 1), backend="auto"))
+    trained.meta_train_step(_sinusoid_tasks(3))
+    trained.save(tmp_path / "maml.pt")
+    for backend in ("auto", "higher", "vmap"):
+        fresh = MAML(mlp(1, [8], 1), backend=backend)
+        fresh.load(tmp_path / "maml.pt")
+        for p, q in zip(trained.parameters(), fresh.parameters(), strict=True):
+            assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="other settings.*inner_lr"):
+        MAML(mlp(1, [8], 1), inner_lr=0.5).load(tmp_path / "maml.pt")
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+def test_chunked_meta_gradients_equal_the_whole_meta_batch(first_order):
+    """chunk_size splits the meta-batch (7 tasks into 3 + 3 + 1); the accumulated meta-gradients
+    and metrics equal the unchunked ones (float64, 1e-12 relative)."""
+    build = lambda: MAML(  # noqa: E731
+        _conv4_bn(),
+        nn.functional.cross_entropy,
+        inner_lr=0.4,
+        train_steps=2,
+        first_order=first_order,
+        meta_sgd=True,
+        backend="vmap",
+    )
+    whole = _seeded(build).double().to(DEVICE)
+    chunked = _seeded(build).double().to(DEVICE)
+    chunked.chunk_size = 3
+    tasks = [
+        t.to(DEVICE) for t in _classification_tasks(7, image=True, size=16, dtype=torch.float64)
+    ]
+    want, got = whole.compute_meta_gradients(tasks), chunked.compute_meta_gradients(tasks)
+    pairs = [
+        (p.grad, q.grad) for p, q in zip(whole.parameters(), chunked.parameters(), strict=True)
+    ]
+    pairs = [(w, g) for w, g in pairs if w is not None]
+    assert len(pairs) >= len(list(whole.model.parameters()))
+    assert max_relative_difference([g for _, g in pairs], [w for w, _ in pairs]) <= 1e-12
+    assert got == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="chunk_size must be None or an int >= 1, got 0"):
+        MAML(mlp(1, [4], 1), chunk_size=0)
+
+
+@pytest.mark.parametrize("case", ["sinusoid-mlp", "conv4-batchnorm"])
+def test_batched_evaluation_equals_task_by_task(case):
+    """evaluate() through adapt_many (chunks of tasks through the vmap backend) gives the same
+    rows as task-by-task adaptation, and the same predictions."""
+    from metagym.evaluate import evaluate
+
+    if case == "sinusoid-mlp":
+        distribution = SinusoidTasks(5, queries=7)
+        learner = _seeded(lambda: MAML(mlp(1, [16], 1), inner_lr=0.05, backend="vmap"))
+    else:
+        distribution = _ClassificationDistribution()
+        learner = _seeded(
+            lambda: MAML(_conv4_bn(), nn.functional.cross_entropy, inner_lr=0.4, backend="vmap")
+        )
+    learner.to(DEVICE)
+    tasks = distribution.sample(7, "test", make_generator(3))
+    learner.chunk_size = 3  # chunks of 3 + 3 + 1 tasks
+    assert learner._batchable_evaluation([t.to(DEVICE) for t in tasks])
+    batched = learner.adapt_many(tasks, [0, 1, 3])
+    looped = [learner.adapt_steps(t.to(DEVICE), [0, 1, 3]) for t in tasks]
+    for task, got, want in zip(tasks, batched, looped, strict=True):
+        x = task.to(DEVICE).query.x
+        for s in (0, 1, 3):
+            torch.testing.assert_close(got[s](x), want[s](x), rtol=1e-4, atol=1e-5)
+    rows_batched = evaluate(learner, distribution, "test", tasks, (0, 1, 3), progress=False)
+    learner.eval_batch = 1  # one task per call: the task-by-task path
+    rows_looped = evaluate(learner, distribution, "test", tasks, (0, 1, 3), progress=False)
+    for got, want in zip(rows_batched, rows_looped, strict=True):
+        assert got["n_tasks"] == want["n_tasks"] == 7
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-4, abs=1e-6)
+
+
+class _ClassificationDistribution(SinusoidTasks):
+    """3-way 1-shot tasks of random 16x16 images, scored by accuracy (for evaluate())."""
+
+    domain, metric = "test-images", "accuracy"
+
+    def __init__(self):
+        super().__init__(5)
+
+    def sample(self, n, split, generator):
+        return _classification_tasks(n, shots=1, queries=2, image=True, size=16, seed=n)
+
+    def score(self, predictor, task):
+        return float((predictor(task.query.x).argmax(-1) == task.query.y).float().mean())

@@ -20,6 +20,7 @@ from metagym.domains.profile import Profile, setting
 from metagym.domains.regression import make_custom_distribution
 from metagym.learners import MAML, Learner
 from metagym.learners.blackbox_classifier import BlackBoxClassifier
+from metagym.learners.maml import MAML_BACKENDS
 from metagym.learners.matching import MatchingNetwork
 from metagym.learners.pretrain_classifier import PretrainClassifier
 from metagym.learners.protonet import PrototypicalNetwork
@@ -107,6 +108,8 @@ class ClassificationProfile(Profile):
     """halve the non-parametric learners' step size every this many episodes (0: never)"""
     hidden: int = setting(64, low=1, high=4096)
     """channels of conv4"""
+    backend: str = setting("auto", choices=MAML_BACKENDS)
+    """MAML backend: auto (the faster right one for the net and device), higher (the reference) or vmap (task-batched)"""
     log_every: int = setting(50, low=1)
     """meta-iterations between rows of metrics.csv"""
     checkpoint_every: int = setting(500, low=1)
@@ -197,6 +200,7 @@ def _maml(first_order: bool):
             eval_steps=settings["eval_steps"],
             first_order=first_order,
             meta_lr=context.profile.meta_lr,
+            backend=context.profile.backend,
         )
 
     return build

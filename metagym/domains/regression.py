@@ -16,7 +16,7 @@ from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.plugins import load_task_distribution
 from metagym.domains.profile import Profile, json_object, setting
 from metagym.learners import MAML, BlackBoxRegressor, Learner, Oracle, PretrainFineTune
-from metagym.learners.maml import BACKENDS
+from metagym.learners.maml import MAML_BACKENDS
 from metagym.nets import mlp
 from metagym.plots.regression import redraw
 
@@ -58,8 +58,8 @@ class RegressionProfile(Profile):
     """MAML's inner steps in meta-training"""
     eval_steps: tuple[int, ...] = setting((0, 1, 2, 5, 10), low=0, high=1000)
     """adaptation steps evaluated for gradient learners"""
-    backend: str = setting("higher", choices=BACKENDS)
-    """MAML backend: higher (the reference) or vmap (task-batched, ~9x faster)"""
+    backend: str = setting("auto", choices=MAML_BACKENDS)
+    """MAML backend: auto (the faster right one for the net and device), higher (the reference) or vmap (task-batched)"""
 
 
 REGRESSION_PROFILES = {

@@ -69,6 +69,17 @@ class Learner(nn.Module, ABC):
         """Predictors after each number of ``steps``; gradient learners override this to share work."""
         return {s: self.adapt(task, s) for s in steps}
 
+    #: Tasks :func:`metagym.evaluate.evaluate` hands to :meth:`adapt_many` at once.
+    eval_batch: int = 100
+
+    def adapt_many(self, tasks: Sequence[Any], steps: Sequence[int]) -> list[dict[Any, Predictor]]:
+        """Predictors for each of ``tasks``: :meth:`adapt_steps` (learners with ``uses_steps``)
+        or ``{None: adapt(task)}``, task by task. Learners that can adapt many tasks in one call
+        (MAML's vmap backend) override it; the predictions must equal task-by-task ones."""
+        if self.uses_steps:
+            return [self.adapt_steps(task, steps) for task in tasks]
+        return [{None: self.adapt(task)} for task in tasks]
+
     def after_training(self, distribution: Any, generator: torch.Generator) -> dict[str, float]:
         """Hook run once after meta-training (e.g. to tune a step size on ``val``)."""
         return {}

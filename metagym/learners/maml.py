@@ -26,6 +26,7 @@ from typing import Any
 import higher
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 from metagym.learners.base import Learner, Predictor, check_positive
 from metagym.learners.maml_batched import (
@@ -35,19 +36,62 @@ from metagym.learners.maml_batched import (
     check_batchable,
     check_plain_sgd,
     inner_loop,
+    task_count,
 )
 from metagym.tasks.base import Examples, SupervisedTask, stack_tasks
 
 LossOfModel = Callable[[nn.Module], Tensor]
 
-#: Backends of :func:`adapted_model` and :class:`MAML`.
+#: Backends of :func:`adapted_model` (one task at a time).
 BACKENDS = ("higher", "vmap")
+#: Backends of :class:`MAML`: those and ``"auto"`` (:func:`choose_backend`, the default).
+MAML_BACKENDS = ("auto", *BACKENDS)
 
 
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown MAML backend {backend!r}; accepted: {', '.join(BACKENDS)}")
+def check_backend(backend: str, accepted: Sequence[str] = BACKENDS) -> str:
+    if backend not in accepted:
+        raise ValueError(f"unknown MAML backend {backend!r}; accepted: {', '.join(accepted)}")
     return backend
+
+
+#: Tasks per vectorized call when :class:`MAML` evaluates on the vmap backend without a chunk_size.
+EVAL_CHUNK = 100
+
+
+def _task_chunks(data: Any, tasks: int, size: int | None) -> Iterator[Any]:
+    """Slices of ``size`` tasks (all when None) of the task-batched pytree ``data``."""
+    size = size or tasks
+    for start in range(0, tasks, size):
+        yield tree_map(lambda x, start=start: x[start : start + size], data)
+
+
+_CHOSEN: weakref.WeakKeyDictionary[nn.Module, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def choose_backend(model: nn.Module, device: torch.device | str = "cpu") -> str:
+    """What ``backend="auto"`` runs for ``model`` on ``device``: the backend that computes right
+    meta-gradients and was measured faster there (``make bench`` checks it, docs/performance.md):
+
+    1. ``"higher"`` when the vmap backend refuses the net (:func:`check_batchable`: recurrent
+       layers, BatchNorm with running statistics, normalization layers outside plain chains...);
+    2. ``"vmap"`` on a GPU (measured 10-17x the per-task loop: sinusoid MLP, conv4);
+    3. on the CPU, ``"higher"`` for nets with convolutions (conv4 on 2 cores: the loop 1.2-3x
+       faster than vmap, whose batched convolutions and normalizations lose to per-task kernels)
+       and ``"vmap"`` for the rest (MLPs: about 9x the loop).
+
+    Cached per model and device type.
+    """
+    kind = torch.device(device).type
+    cache = _CHOSEN.setdefault(model, {})
+    if kind not in cache:
+        try:
+            check_batchable(model)
+        except ValueError:
+            cache[kind] = "higher"
+        else:
+            has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+            cache[kind] = "higher" if kind == "cpu" and has_conv else "vmap"
+    return cache[kind]
 
 
 @dataclass
@@ -254,12 +298,23 @@ class MAML(Learner):
         first_order: first-order MAML (no second derivatives).
         meta_sgd: learn one step size per weight (Meta-SGD).
         meta_lr: Adam step size of the meta-optimizer.
-        backend: ``"higher"`` (default, the reference: a loop over tasks) or ``"vmap"`` (the
-            whole meta-batch in one ``torch.func.vmap`` call; about 10x faster for small nets
-            such as the sinusoid MLP, same meta-gradients; refuses nets with BatchNorm,
-            LayerNorm, GroupNorm or InstanceNorm; tasks of a meta-batch must have equal sizes).
-            Both give the same meta-gradients and the same checkpoints.
+        backend: ``"auto"`` (default: :func:`choose_backend` picks, for the net and the device
+            it is on when it runs, the faster of the two), ``"higher"`` (the reference: a loop
+            over tasks) or ``"vmap"`` (the whole meta-batch in one ``torch.func.vmap`` call;
+            about 10x faster for small nets such as the sinusoid MLP, same meta-gradients;
+            BatchNorm with batch statistics, LayerNorm and GroupNorm run through a functional
+            normalization; refuses running statistics, InstanceNorm and recurrent layers; tasks
+            of a meta-batch must have equal sizes). Both give the same meta-gradients and the
+            same checkpoints; ``config()`` records the one that ran as ``backend_used``.
+        chunk_size: with the vmap backend, tasks per ``vmap`` call: a meta-batch is split into
+            chunks whose meta-gradients are accumulated (the same meta-gradients, memory bounded
+            by the chunk's graph); evaluation adapts chunks of this many tasks (None: the whole
+            meta-batch in training, :data:`EVAL_CHUNK` tasks in evaluation).
     """
+
+    #: ``backend_used`` depends on the device, and ``backend`` does not change the weights: a
+    #: checkpoint loads whatever backend saved it (not a tuned value; nothing to restore).
+    tuned = ("backend", "backend_used")
 
     uses_steps = True
 
@@ -274,10 +329,16 @@ class MAML(Learner):
         first_order: bool = False,
         meta_sgd: bool = False,
         meta_lr: float = 1e-3,
-        backend: str = "higher",
+        backend: str = "auto",
+        chunk_size: int | None = None,
     ):
         super().__init__()
-        check_backend(backend)
+        check_backend(backend, MAML_BACKENDS)
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+        self.chunk_size = chunk_size
         check_positive("inner_lr", inner_lr)
         check_positive("meta_lr", meta_lr)
         for label, value in (("train_steps", train_steps), ("eval_steps", eval_steps)):
@@ -316,8 +377,21 @@ class MAML(Learner):
             "first_order": self.first_order,
             "meta_sgd": self.meta_sgd,
             "meta_lr": self.optimizer.param_groups[0]["lr"],
-            "backend": self.backend,
+            "backend": self.backend_setting,
+            "backend_used": self.backend,
         }
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs: ``backend_setting`` with ``"auto"`` resolved for the net and
+        the device its weights are on now (:func:`choose_backend`)."""
+        if self.backend_setting != "auto":
+            return self.backend_setting
+        return choose_backend(self.model, self.device)
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self.backend_setting = check_backend(value, MAML_BACKENDS)
 
     # -- losses (MAML-RL overrides these two) ----------------------------------------------------
     def support_loss(self, model: nn.Module, task: SupervisedTask) -> Tensor:
@@ -392,25 +466,79 @@ class MAML(Learner):
         return metrics
 
     def _meta_gradients_batched(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
+        """The vmap backend's meta-gradient: chunks of ``chunk_size`` tasks (all at once when
+        None), each adapted in one vectorized call and backpropagated at once, its share of the
+        mean query loss accumulated in ``.grad``."""
         if not tasks:
             raise ValueError("a meta-batch needs at least one task")
-        result = adapt_batched(
-            self.model,
-            lambda model, data: self.support_loss(model, self.unbatch_task(data)),
-            self.batch_tasks(tasks),
-            steps=self.train_steps,
-            learning_rates=self.inner_learning_rates(),
-            first_order=self.first_order,
-            query_loss=lambda model, data: self.query_loss(model, self.unbatch_task(data)),
-        )
-        query_loss = result.query_losses.mean()
-        # First order: the fast weights are the initial ones minus constants, so this backward
-        # gives the query gradient at the adapted weights (what first_order_backward adds).
-        query_loss.backward()
-        metrics = {"losses/query_after_adaptation": float(query_loss.detach())}
+        data = self.batch_tasks(tasks)
+        query_total, support_total = 0.0, 0.0
+        for chunk in _task_chunks(data, len(tasks), self.chunk_size):
+            result = adapt_batched(
+                self.model,
+                lambda model, data: self.support_loss(model, self.unbatch_task(data)),
+                chunk,
+                steps=self.train_steps,
+                learning_rates=self.inner_learning_rates(),
+                first_order=self.first_order,
+                query_loss=lambda model, data: self.query_loss(model, self.unbatch_task(data)),
+            )
+            query_loss = result.query_losses.sum() / len(tasks)
+            # First order: the fast weights are the initial ones minus constants, so this
+            # backward gives the query gradient at the adapted weights (first_order_backward's).
+            query_loss.backward()
+            query_total += float(query_loss.detach())
+            if self.train_steps > 0:
+                support_total += float(result.support_losses[:, 0].sum()) / len(tasks)
+        metrics = {"losses/query_after_adaptation": query_total}
         if self.train_steps > 0:
-            metrics["losses/support_before_adaptation"] = float(result.support_losses[:, 0].mean())
+            metrics["losses/support_before_adaptation"] = support_total
         return metrics
+
+    def adapt_many(self, tasks: Sequence[Any], steps: Sequence[int]) -> list[dict[int, Predictor]]:
+        """:meth:`adapt_steps` for each of ``tasks``; on the vmap backend, chunks of
+        ``chunk_size`` (default :data:`EVAL_CHUNK`) supervised tasks of equal sizes are adapted
+        in one vectorized call each (the same predictions as task by task, up to rounding)."""
+        steps = sorted(set(steps))
+        if any(s < 0 for s in steps):
+            raise ValueError(f"adaptation steps must be >= 0, got {steps}")
+        tasks = list(tasks)
+        if not self._batchable_evaluation(tasks):
+            return super().adapt_many(tasks, steps)
+        with torch.no_grad():
+            data = self.batch_tasks(tasks)
+        names = [n for n, _ in self.model.named_parameters()]
+        fmodel = FunctionalModel(
+            self.model, dict(self.model.named_parameters()), dict(self.model.named_buffers())
+        )
+        predictors: list[dict[int, Predictor]] = []
+        for chunk in _task_chunks(data, len(tasks), self.chunk_size or EVAL_CHUNK):
+            result = adapt_batched(
+                self.model,
+                lambda model, data: self.support_loss(model, self.unbatch_task(data)),
+                chunk,
+                steps=max(steps),
+                learning_rates=self.inner_learning_rates(),
+                meta_grad=False,
+                snapshots=steps,
+            )
+            for i in range(task_count(chunk)):
+                predictors.append(
+                    {
+                        s: functional_predictor(fmodel, [result.snapshots[s][n][i] for n in names])
+                        for s in steps
+                    }
+                )
+        return predictors
+
+    def _batchable_evaluation(self, tasks: list[Any]) -> bool:
+        """Whether :meth:`adapt_many` may adapt ``tasks`` with :func:`adapt_batched`: the vmap
+        backend, supervised tasks of equal sizes."""
+        if len(tasks) < 2 or self.backend != "vmap":
+            return False
+        if not all(isinstance(t, SupervisedTask) for t in tasks):
+            return False
+        return len({(len(t.support), len(t.query)) for t in tasks}) == 1
 
     def adapt_steps(self, task, steps) -> dict[int, Predictor]:
         steps = sorted(set(steps))
