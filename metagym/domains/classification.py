@@ -12,13 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from torch import nn
 from torch.nn import functional as F
 
 from metagym.domains import register
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.profile import Profile, setting
 from metagym.domains.regression import make_custom_distribution
-from metagym.learners import MAML, Learner
+from metagym.learners import (
+    ANIL,
+    MAML,
+    Learner,
+    MAMLPlusPlus,
+    ProtoMAML,
+    Reptile,
+    TransformerClassifier,
+)
 from metagym.learners.blackbox_classifier import BlackBoxClassifier
 from metagym.learners.maml import MAML_BACKENDS
 from metagym.learners.matching import MatchingNetwork
@@ -37,6 +46,11 @@ LEARNERS = (
     "maml-fo",
     "blackbox",
     "pretrain",
+    "anil",
+    "reptile",
+    "protomaml",
+    "maml++",
+    "transformer",
 )
 EPISODIC = ("protonet", "matching", "matching-fce", "soft-nn")
 #: Rough relative cost of a learner's whole run, to start the slowest first.
@@ -49,6 +63,11 @@ COST = {
     "matching-fce": 4,
     "matching": 3,
     "soft-nn": 2,
+    "maml++": 12,
+    "protomaml": 8,
+    "reptile": 8,
+    "transformer": 8,
+    "anil": 4,
 }
 
 
@@ -66,6 +85,11 @@ class ClassificationProfile(Profile):
             "maml-fo": 800,
             "blackbox": 1500,
             "pretrain": 1000,
+            "anil": 1500,
+            "reptile": 1500,
+            "protomaml": 800,
+            "maml++": 400,
+            "transformer": 1500,
         },
         low=1,
     )
@@ -78,6 +102,8 @@ class ClassificationProfile(Profile):
             "soft-nn": 1,
             "blackbox": 8,
             "pretrain": 4,
+            "reptile": 5,
+            "transformer": 8,
         },
         low=1,
         high=100_000,
@@ -110,6 +136,16 @@ class ClassificationProfile(Profile):
     """channels of conv4"""
     backend: str = setting("auto", choices=MAML_BACKENDS)
     """MAML backend: auto (the faster right one for the net and device), higher (the reference) or vmap (task-batched)"""
+    reptile_inner_lr: float = setting(0.1, above=0.0, high=1e3)
+    """Reptile's inner SGD step size"""
+    reptile_steps: int = setting(5, low=1, high=1000)
+    """Reptile's inner steps per task in meta-training (on support and query together)"""
+    reptile_eval_steps: int = setting(10, low=1, high=1000)
+    """Reptile's inner steps at test time"""
+    protomaml_inner_lr: float = setting(0.1, above=0.0, high=1e3)
+    """ProtoMAML's inner SGD step size"""
+    mamlpp_steps: int = setting(3, low=1, high=100)
+    """MAML++'s inner steps (training and test; the paper takes 5)"""
     log_every: int = setting(50, low=1)
     """meta-iterations between rows of metrics.csv"""
     checkpoint_every: int = setting(500, low=1)
@@ -206,6 +242,75 @@ def _maml(first_order: bool):
     return build
 
 
+def _headed(context: Context) -> nn.Sequential:
+    """conv4 with a linear head to the ways: images -> logits (batch statistics, for MAML)."""
+    channels, size, ways = _image(context)
+    return conv4(
+        channels,
+        context.profile.hidden,
+        out_features=ways,
+        track_running_stats=False,
+        image_size=size,
+    )
+
+
+def _anil(context: Context) -> Learner:
+    settings = maml_settings(_ways(context))
+    net = _headed(context)
+    return ANIL(
+        net[:-1],
+        net[-1],
+        F.cross_entropy,
+        inner_lr=settings["inner_lr"],
+        train_steps=settings["train_steps"],
+        eval_steps=settings["eval_steps"],
+        meta_lr=context.profile.meta_lr,
+        backend="vmap",
+    )
+
+
+def _reptile(context: Context) -> Learner:
+    profile = context.profile
+    return Reptile(
+        _headed(context),
+        F.cross_entropy,
+        inner_lr=profile.reptile_inner_lr,
+        train_steps=profile.reptile_steps,
+        eval_steps=profile.reptile_eval_steps,
+        total_updates=profile.iterations["reptile"],
+    )
+
+
+def _protomaml(context: Context) -> Learner:
+    settings = maml_settings(_ways(context))
+    return ProtoMAML(
+        _headed(context),
+        inner_lr=context.profile.protomaml_inner_lr,
+        train_steps=settings["train_steps"],
+        eval_steps=settings["eval_steps"],
+        meta_lr=context.profile.meta_lr,
+    )
+
+
+def _maml_plus_plus(context: Context) -> Learner:
+    profile = context.profile
+    return MAMLPlusPlus(
+        _headed(context),
+        F.cross_entropy,
+        total_updates=profile.iterations["maml++"],
+        inner_lr=0.1,
+        train_steps=profile.mamlpp_steps,
+        eval_steps=profile.mamlpp_steps,
+        meta_lr=profile.meta_lr,
+    )
+
+
+def _transformer(context: Context) -> Learner:
+    return TransformerClassifier(
+        _embedding(context), _dim(context), _ways(context), meta_lr=context.profile.blackbox_meta_lr
+    )
+
+
 def _blackbox(context: Context) -> Learner:
     ways = _image(context)[2]
     return BlackBoxClassifier(
@@ -268,12 +373,16 @@ def classification_recipes(extras: tuple[str, ...] = ()) -> dict[str, LearnerRec
             **fields,
         )
 
-    maml_fields = {
-        "meta_batch": _maml_meta_batch,
-        "eval_steps": lambda c: tuple(sorted({0, 1, maml_settings(_ways(c))["eval_steps"]})),
-        "report_steps": lambda c: maml_settings(_ways(c))["eval_steps"],
-        "extras": (*extras, "sweep") if extras else (),
-    }
+    def steps_fields(steps) -> dict[str, Any]:
+        """Fields of a gradient learner evaluated after ``steps(context)`` steps."""
+        return {
+            "meta_batch": _maml_meta_batch,
+            "eval_steps": lambda c: tuple(sorted({0, 1, steps(c)})),
+            "report_steps": steps,
+            "extras": (*extras, "sweep") if extras else (),
+        }
+
+    maml_fields = steps_fields(lambda c: maml_settings(_ways(c))["eval_steps"])
     recipes = [
         recipe(
             "protonet",
@@ -306,10 +415,47 @@ def classification_recipes(extras: tuple[str, ...] = ()) -> dict[str, LearnerRec
         recipe("maml", "gradient", _maml(False), "MAML, second order, conv4", **maml_fields),
         recipe("maml-fo", "gradient", _maml(True), "first-order MAML, conv4", **maml_fields),
         recipe(
+            "anil",
+            "gradient",
+            _anil,
+            "ANIL: only the head adapts (Raghu et al. 2020)",
+            **maml_fields,
+        ),
+        recipe(
+            "reptile",
+            "gradient",
+            _reptile,
+            "Reptile (Nichol et al. 2018), first order",
+            **{
+                **steps_fields(lambda c: c.profile.reptile_eval_steps),
+                "meta_batch": lambda c: c.profile.meta_batch["reptile"],
+            },
+        ),
+        recipe(
+            "protomaml",
+            "gradient",
+            _protomaml,
+            "ProtoMAML: head from the prototypes, then MAML steps (Triantafillou et al. 2020)",
+            **maml_fields,
+        ),
+        recipe(
+            "maml++",
+            "gradient",
+            _maml_plus_plus,
+            "MAML++: per-step learned step sizes, multi-step loss, annealing (Antoniou et al. 2019)",
+            **steps_fields(lambda c: c.profile.mamlpp_steps),
+        ),
+        recipe(
             "blackbox",
             "black-box",
             _blackbox,
             "LSTM over (embedding, label) pairs with attention reads",
+        ),
+        recipe(
+            "transformer",
+            "black-box",
+            _transformer,
+            "transformer over (embedding, label) tokens; queries attend to the support set",
         ),
         recipe(
             "pretrain",

@@ -15,12 +15,23 @@ from metagym.domains import register
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.plugins import load_task_distribution
 from metagym.domains.profile import Profile, json_object, setting
-from metagym.learners import MAML, BlackBoxRegressor, Learner, Oracle, PretrainFineTune
+from metagym.learners import (
+    ANIL,
+    MAML,
+    BlackBoxRegressor,
+    Learner,
+    Oracle,
+    PretrainFineTune,
+    Reptile,
+    TransformerRegressor,
+)
 from metagym.learners.maml import MAML_BACKENDS
 from metagym.nets import mlp
 from metagym.plots.regression import redraw
 
 LEARNERS = ("maml", "maml-fo", "meta-sgd", "blackbox", "pretrain", "oracle")
+#: Learners beside the default ones (run them with --learners).
+MORE_LEARNERS = ("reptile", "anil", "anil-fo", "transformer")
 #: Relative cost of one meta-update (MAML's, second order, is the unit).
 UPDATE_COST = {
     "maml": 1.0,
@@ -29,6 +40,10 @@ UPDATE_COST = {
     "blackbox": 0.5,
     "pretrain": 0.3,
     "oracle": 0.2,
+    "reptile": 0.8,
+    "anil": 0.6,
+    "anil-fo": 0.5,
+    "transformer": 0.8,
 }
 
 
@@ -44,10 +59,16 @@ class RegressionProfile(Profile):
             "blackbox": 4000,
             "pretrain": 2000,
             "oracle": 2000,
+            "reptile": 8000,
+            "anil": 8000,
+            "anil-fo": 8000,
+            "transformer": 4000,
         },
         low=1,
     )
     """meta-updates per learner"""
+    default_learners: tuple[str, ...] = LEARNERS
+    """learners run when --learners is not given"""
     meta_batch: int = setting(25, low=1, high=100_000)
     """tasks per meta-update"""
     inner_lr: float = setting(0.01, above=0.0, high=1e3)
@@ -60,6 +81,12 @@ class RegressionProfile(Profile):
     """adaptation steps evaluated for gradient learners"""
     backend: str = setting("auto", choices=MAML_BACKENDS)
     """MAML backend: auto (the faster right one for the net and device), higher (the reference) or vmap (task-batched)"""
+    reptile_steps: int = setting(5, low=1, high=1000)
+    """Reptile's inner SGD steps per task in meta-training (on support and query together)"""
+    reptile_inner_lr: float = setting(0.02, above=0.0, high=1e3)
+    """Reptile's inner SGD step size"""
+    reptile_outer_lr: float = setting(1.0, above=0.0, high=10.0)
+    """Reptile's outer step size at the start (annealed linearly to 0)"""
 
 
 REGRESSION_PROFILES = {
@@ -67,11 +94,13 @@ REGRESSION_PROFILES = {
     "quick": RegressionProfile(eval_tasks=600),
     # MAML's settings: 70,000 iterations, meta-batch 25, Adam 1e-3, inner lr 0.01, 1 inner step.
     "paper": RegressionProfile(
-        iterations=dict.fromkeys(LEARNERS, 70_000), checkpoint_every=5000, eval_tasks=600
+        iterations=dict.fromkeys(LEARNERS + MORE_LEARNERS, 70_000),
+        checkpoint_every=5000,
+        eval_tasks=600,
     ),
     # For tests: seconds.
     "tiny": RegressionProfile(
-        iterations=dict.fromkeys(LEARNERS, 20),
+        iterations=dict.fromkeys(LEARNERS + MORE_LEARNERS, 20),
         meta_batch=4,
         eval_tasks=8,
         log_every=5,
@@ -109,6 +138,44 @@ def _maml(first_order: bool = False, meta_sgd: bool = False):
         )
 
     return build
+
+
+def _anil(first_order: bool):
+    def build(context: Context) -> Learner:
+        profile = context.profile
+        x_dim, y_dim = _sizes(context)
+        net = mlp(x_dim, [40, 40], y_dim)
+        return ANIL(
+            net[:-1],
+            net[-1],
+            inner_lr=profile.inner_lr,
+            train_steps=profile.train_steps,
+            eval_steps=max(profile.eval_steps),
+            first_order=first_order,
+            meta_lr=profile.meta_lr,
+            backend=profile.backend,
+        )
+
+    return build
+
+
+def _reptile(context: Context) -> Learner:
+    profile = context.profile
+    x_dim, y_dim = _sizes(context)
+    return Reptile(
+        mlp(x_dim, [40, 40], y_dim),
+        inner_lr=profile.reptile_inner_lr,
+        train_steps=profile.reptile_steps,
+        eval_steps=max(profile.eval_steps),
+        outer_lr=profile.reptile_outer_lr,
+        total_updates=profile.iterations["reptile"],
+        backend=profile.backend,
+    )
+
+
+def _transformer(context: Context) -> Learner:
+    x_dim, y_dim = _sizes(context)
+    return TransformerRegressor(x_dim, y_dim, meta_lr=context.profile.meta_lr)
 
 
 def _blackbox(context: Context) -> Learner:
@@ -159,7 +226,16 @@ def regression_recipes() -> dict[str, LearnerRecipe]:
         recipe("maml", "gradient", _maml(), "MAML, second order (Finn et al. 2017)"),
         recipe("maml-fo", "gradient", _maml(first_order=True), "first-order MAML"),
         recipe("meta-sgd", "gradient", _maml(meta_sgd=True), "Meta-SGD: learned step sizes"),
+        recipe("reptile", "gradient", _reptile, "Reptile (Nichol et al. 2018), first order"),
+        recipe("anil", "gradient", _anil(False), "ANIL: only the head adapts (Raghu et al. 2020)"),
+        recipe("anil-fo", "gradient", _anil(True), "first-order ANIL"),
         recipe("blackbox", "black-box", _blackbox, "LSTM over the support pairs"),
+        recipe(
+            "transformer",
+            "black-box",
+            _transformer,
+            "transformer: queries attend to the support pairs",
+        ),
         recipe("pretrain", "baseline", _pretrain, "one net on all tasks, fine-tuned by SGD"),
         recipe(
             "oracle",
@@ -209,6 +285,7 @@ register(
         profiles=_custom_profiles(),
         recipes=regression_recipes(),
         make_distribution=make_custom_distribution,
+        default_learners=lambda p: p.default_learners,
         eval_splits=all_splits,
         redraw=redraw,
         title=lambda c: f"{c.profile.tasks} results",

@@ -107,6 +107,7 @@ DOMAIN = register(
         profiles=PROFILES,
         recipes=regression_recipes(),
         make_distribution=make_distribution,
+        default_learners=lambda p: p.default_learners,
         eval_splits=all_splits,
         redraw=redraw,
         after_learner=example_fits,

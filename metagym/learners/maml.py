@@ -136,6 +136,9 @@ def adapted_model(
     first_order: bool = False,
     snapshots: Collection[int] = (),
     backend: str = "higher",
+    step_learning_rates: Sequence[Sequence[Tensor]] | None = None,
+    initial_weights: Sequence[Tensor] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> Iterator[Adaptation]:
     """Take ``steps`` differentiable SGD steps on ``support_loss`` from ``model``'s weights.
 
@@ -153,10 +156,25 @@ def adapted_model(
             ``torch.func`` (:func:`metagym.learners.maml_batched.inner_loop`); it takes plain SGD
             only and refuses nets with normalization layers. Its ``model`` is a
             :class:`~metagym.learners.maml_batched.FunctionalModel`.
+        step_learning_rates: one list like ``learning_rates`` per inner step (MAML++'s per-layer
+            per-step rates); steps past its end take its last entry. Overrides ``learning_rates``.
+        initial_weights: the fast weights to start from, one tensor per parameter of ``model``
+            (ProtoMAML's head from the prototypes); None starts from ``model``'s parameters.
+            Meta-gradients flow into whatever computed them.
+        on_step: called as ``on_step(step, fast_model)`` after each inner step with the model
+            that carries the graph (MAML++'s multi-step loss reads its query loss there).
 
     Yields:
         an :class:`Adaptation` whose ``model`` holds the adapted fast weights.
     """
+    if initial_weights is not None:
+        initial_weights = list(initial_weights)
+        shapes = [tuple(p.shape) for p in model.parameters()]
+        if [tuple(w.shape) for w in initial_weights] != shapes:
+            raise ValueError(
+                f"initial_weights must match the model's parameter shapes {shapes}, got "
+                f"{[tuple(w.shape) for w in initial_weights]}"
+            )
     if check_backend(backend) == "vmap":
         yield _adapted_model_func(
             model,
@@ -167,9 +185,15 @@ def adapted_model(
             meta_grad=meta_grad,
             first_order=first_order,
             snapshots=snapshots,
+            step_learning_rates=step_learning_rates,
+            initial_weights=initial_weights,
+            on_step=on_step,
         )
         return
     override = {"lr": list(learning_rates)} if learning_rates is not None else None
+    step_overrides = (
+        [{"lr": list(rates)} for rates in step_learning_rates] if step_learning_rates else None
+    )
     track = meta_grad and not first_order
     # Equivalent to higher.innerloop_ctx(model, opt, copy_initial_weights=False, ...), but the
     # functional copy of the module is built once per model: building it costs more than a
@@ -180,7 +204,10 @@ def adapted_model(
     # cached copy holds no graph from an earlier task.
     fmodel._fast_params = []
     fmodel.track_higher_grads = True
-    fmodel.update_params([p.clone() for p in model.parameters()])
+    start = model.parameters() if initial_weights is None else initial_weights
+    if not meta_grad:
+        start = [w.detach().requires_grad_() for w in start]
+    fmodel.update_params([w.clone() for w in start])
     fmodel.track_higher_grads = track
     diffopt = higher.optim.get_diff_optim(
         inner_optimizer,
@@ -195,9 +222,14 @@ def adapted_model(
     for step in range(1, steps + 1):
         loss = support_loss(fmodel)
         result.support_losses.append(float(loss.detach()))
-        diffopt.step(loss)
+        if step_overrides:
+            diffopt.step(loss, override=step_overrides[min(step, len(step_overrides)) - 1])
+        else:
+            diffopt.step(loss)
         if step in snapshots:
             result.snapshots[step] = [p.detach() for p in fmodel.parameters()]
+        if on_step is not None:
+            on_step(step, fmodel)
     yield result
 
 
@@ -232,19 +264,35 @@ def _adapted_model_func(
     meta_grad: bool,
     first_order: bool,
     snapshots: Collection[int],
+    step_learning_rates: Sequence[Sequence[Tensor]] | None = None,
+    initial_weights: Sequence[Tensor] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> Adaptation:
     """:func:`adapted_model`'s ``"vmap"`` backend for one task (no task dimension to map over)."""
     check_batchable(model)
     check_plain_sgd(inner_optimizer)
     buffers = dict(model.named_buffers())
+    params = dict(model.named_parameters())
+    if initial_weights is not None:
+        params = dict(zip(params, initial_weights, strict=True))
+    rates = (
+        [learning_rates_by_name(model, inner_optimizer, r) for r in step_learning_rates]
+        if step_learning_rates
+        else learning_rates_by_name(model, inner_optimizer, learning_rates)
+    )
     result = inner_loop(
         lambda weights: support_loss(FunctionalModel(model, weights, buffers)),
-        dict(model.named_parameters()),
+        params,
         steps=steps,
-        learning_rates=learning_rates_by_name(model, inner_optimizer, learning_rates),
+        learning_rates=rates,
         meta_grad=meta_grad,
         first_order=first_order,
         snapshots=snapshots,
+        on_step=(
+            None
+            if on_step is None
+            else lambda step, weights: on_step(step, FunctionalModel(model, weights, buffers))
+        ),
     )
     return Adaptation(
         FunctionalModel(model, result.weights, buffers),
@@ -265,15 +313,39 @@ def _functional_model(model: nn.Module) -> nn.Module:
     return fmodel
 
 
+def first_order_gradients(adapted: nn.Module, query_loss: Tensor) -> list[Tensor | None]:
+    """d(query_loss)/d(adapted fast weights), detached: first-order MAML's meta-gradient."""
+    grads = torch.autograd.grad(query_loss, list(adapted.parameters()), allow_unused=True)
+    return [None if g is None else g.detach() for g in grads]
+
+
+def apply_first_order(
+    model: nn.Module,
+    gradients: Sequence[Tensor | None],
+    initial_weights: Sequence[Tensor] | None = None,
+) -> None:
+    """Treat ``gradients`` as the gradient of the initial fast weights: add them to ``model``'s
+    ``.grad``, or, for computed ``initial_weights``, backpropagate them into what computed those."""
+    if initial_weights is None:
+        for p, g in zip(model.parameters(), gradients, strict=True):
+            if g is not None:
+                p.grad = g.clone() if p.grad is None else p.grad + g
+        return
+    pairs = [(w, g) for w, g in zip(initial_weights, gradients, strict=True) if g is not None]
+    pairs = [(w, g) for w, g in pairs if w.requires_grad]
+    if pairs:
+        torch.autograd.backward([w for w, _ in pairs], [g for _, g in pairs])
+
+
+def _add_grads(
+    total: Sequence[Tensor | None], more: Sequence[Tensor | None]
+) -> list[Tensor | None]:
+    return [a if b is None else b if a is None else a + b for a, b in zip(total, more, strict=True)]
+
+
 def first_order_backward(model: nn.Module, adapted: nn.Module, query_loss: Tensor) -> None:
     """First-order MAML: add d(query_loss)/d(adapted weights) to the initial weights' ``.grad``."""
-    params = list(model.parameters())
-    fast = list(adapted.parameters())
-    grads = torch.autograd.grad(query_loss, fast, allow_unused=True)
-    for p, g in zip(params, grads, strict=True):
-        if g is None:
-            continue
-        p.grad = g.detach().clone() if p.grad is None else p.grad + g.detach()
+    apply_first_order(model, first_order_gradients(adapted, query_loss))
 
 
 def functional_predictor(fmodel: nn.Module, weights: list[Tensor]) -> Predictor:
@@ -367,6 +439,9 @@ class MAML(Learner):
             else torch.optim.SGD(model.parameters(), inner_lr)
         )
         self.optimizer = torch.optim.Adam(self.parameters(), lr=meta_lr)
+        self.meta_lr = meta_lr
+        #: Meta-updates taken so far.
+        self.updates = 0
 
     def config(self) -> dict:
         return {
@@ -376,7 +451,7 @@ class MAML(Learner):
             "eval_steps": self.eval_steps,
             "first_order": self.first_order,
             "meta_sgd": self.meta_sgd,
-            "meta_lr": self.optimizer.param_groups[0]["lr"],
+            "meta_lr": self.meta_lr,
             "backend": self.backend_setting,
             "backend_used": self.backend,
         }
@@ -423,24 +498,82 @@ class MAML(Learner):
         """Each parameter's inner step size (Meta-SGD's tensors, else the inner SGD's lr)."""
         return learning_rates_by_name(self.model, self.inner_optimizer, self.learning_rates)
 
-    def _adapted(self, task, *, steps: int, meta_grad: bool, snapshots: Collection[int] = ()):
+    # -- hooks of the MAML variants (ANIL, ProtoMAML, MAML++) --------------------------------
+    def featurize(self, task: SupervisedTask) -> SupervisedTask:
+        """The task as the adapted net sees it (ANIL: the body's features); MAML: unchanged."""
+        return task
+
+    def predictor(self, fmodel: nn.Module, weights: list[Tensor]) -> Predictor:
+        """A predictor for raw inputs from the adapted net's fast ``weights``."""
+        return functional_predictor(fmodel, weights)
+
+    def initial_weights(self, task: SupervisedTask, meta_grad: bool) -> list[Tensor] | None:
+        """The fast weights adaptation starts from (ProtoMAML: a head made of prototypes);
+        None: the meta-learned initialization."""
+        return None
+
+    def step_learning_rates(self) -> list[list[Tensor]] | None:
+        """Per-step inner step sizes (MAML++'s LSLR); None: one rate for every step."""
+        return None
+
+    def query_step_weights(self) -> list[float] | None:
+        """Weight of the query loss after each training inner step in the meta-loss (MAML++'s
+        multi-step loss); None: the query loss after the last step only."""
+        return None
+
+    def first_order_now(self) -> bool:
+        """Whether this meta-update drops second-order terms (MAML++ anneals it)."""
+        return self.first_order
+
+    def meta_only_parameters(self) -> list[Tensor]:
+        """Meta-learned weights outside the adapted net (ANIL's body)."""
+        return []
+
+    def _adapted(
+        self,
+        task,
+        *,
+        steps: int,
+        meta_grad: bool,
+        snapshots: Collection[int] = (),
+        on_step: Callable[[int, nn.Module], None] | None = None,
+        initial: list[Tensor] | None = None,
+    ):
+        """:func:`adapted_model` on ``task``'s support loss with this learner's settings, from
+        ``initial`` fast weights (None: :meth:`initial_weights`)."""
         return adapted_model(
             self.model,
             self.inner_optimizer,
             lambda m: self.support_loss(m, task),
             steps=steps,
             learning_rates=self.learning_rates,
+            step_learning_rates=self.step_learning_rates(),
+            initial_weights=self.initial_weights(task, meta_grad) if initial is None else initial,
             meta_grad=meta_grad,
-            first_order=self.first_order,
+            first_order=self.first_order_now(),
             snapshots=snapshots,
             backend=self.backend,
+            on_step=on_step,
         )
 
     def meta_train_step(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
+        self.before_update()
         self.optimizer.zero_grad()
         metrics = self.compute_meta_gradients(tasks)
         self.optimizer.step()
+        self.updates += 1
         return metrics
+
+    def before_update(self) -> None:
+        """Set the schedules (step sizes, ...) of the meta-update number ``self.updates``."""
+
+    # ``updates`` drives the variants' schedules: keep it in checkpoints.
+    def checkpoint_state(self) -> dict:
+        return {**super().checkpoint_state(), "updates": self.updates}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        super().load_checkpoint_state(state)
+        self.updates = int(state.get("updates", 0))
 
     def compute_meta_gradients(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
         """Add the meta-gradient of the mean query loss over ``tasks`` to the weights' ``.grad``
@@ -451,19 +584,65 @@ class MAML(Learner):
             return self._meta_gradients_batched(tasks)
         query_total, support_total = 0.0, 0.0
         for task in tasks:
-            with self._adapted(task, steps=self.train_steps, meta_grad=True) as adaptation:
-                query_loss = self.query_loss(adaptation.model, task) / len(tasks)
-                if self.first_order:
-                    first_order_backward(self.model, adaptation.model, query_loss)
-                else:
-                    query_loss.backward()
-            query_total += float(query_loss.detach())
-            if adaptation.support_losses:
-                support_total += adaptation.support_losses[0] / len(tasks)
+            query_loss, support_loss = self._task_meta_gradient(self.featurize(task), len(tasks))
+            query_total += query_loss
+            support_total += support_loss
         metrics = {"losses/query_after_adaptation": query_total}
         if self.train_steps > 0:
             metrics["losses/support_before_adaptation"] = support_total
         return metrics
+
+    def _task_meta_gradient(self, task: SupervisedTask, n_tasks: int) -> tuple[float, float]:
+        """Backpropagate one task's share of the meta-loss (the loop backend); return its query
+        loss after the last step and its support loss before the first, both over ``n_tasks``.
+
+        The meta-loss is the query loss after the last inner step or, with
+        :meth:`query_step_weights`, the weighted sum of the query losses after every step. In
+        first order each step's query gradient is taken at that step's fast weights and applied
+        to the initial ones (or backpropagated into what computed them, ProtoMAML's head).
+        """
+        weights = self.query_step_weights()
+        first_order = self.first_order_now()
+        extra = self.meta_only_parameters()
+        initial = self.initial_weights(task, meta_grad=True)
+        second_order_loss: list[Tensor] = []
+        fast_grads: list[Tensor | None] | None = None
+        extra_grads: list[Tensor | None] = [None] * len(extra)
+
+        def add(loss: Tensor, fmodel: nn.Module) -> None:
+            nonlocal fast_grads
+            if not first_order:
+                second_order_loss.append(loss)
+                return
+            fast = list(fmodel.parameters())
+            grads = torch.autograd.grad(loss, fast + extra, allow_unused=True, retain_graph=True)
+            grads = [None if g is None else g.detach() for g in grads]
+            step, rest = grads[: len(fast)], grads[len(fast) :]
+            fast_grads = step if fast_grads is None else _add_grads(fast_grads, step)
+            extra_grads[:] = _add_grads(extra_grads, rest)
+
+        def on_step(step: int, fmodel: nn.Module) -> None:
+            if step < self.train_steps and weights[step - 1]:
+                add(weights[step - 1] * self.query_loss(fmodel, task) / n_tasks, fmodel)
+
+        with self._adapted(
+            task,
+            steps=self.train_steps,
+            meta_grad=True,
+            on_step=on_step if weights else None,
+            initial=initial,
+        ) as adaptation:
+            final = self.query_loss(adaptation.model, task) / n_tasks
+            add(final * (weights[-1] if weights else 1.0), adaptation.model)
+        if first_order:
+            apply_first_order(self.model, fast_grads, initial)
+            for p, g in zip(extra, extra_grads, strict=True):
+                if g is not None:
+                    p.grad = g.clone() if p.grad is None else p.grad + g
+        else:
+            torch.stack(second_order_loss).sum().backward()
+        support = adaptation.support_losses[0] / n_tasks if adaptation.support_losses else 0.0
+        return float(final.detach()), support
 
     def _meta_gradients_batched(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
         """The vmap backend's meta-gradient: chunks of ``chunk_size`` tasks (all at once when
@@ -471,7 +650,7 @@ class MAML(Learner):
         mean query loss accumulated in ``.grad``."""
         if not tasks:
             raise ValueError("a meta-batch needs at least one task")
-        data = self.batch_tasks(tasks)
+        data = self.batch_tasks([self.featurize(t) for t in tasks])
         query_total, support_total = 0.0, 0.0
         for chunk in _task_chunks(data, len(tasks), self.chunk_size):
             result = adapt_batched(
@@ -506,7 +685,7 @@ class MAML(Learner):
         if not self._batchable_evaluation(tasks):
             return super().adapt_many(tasks, steps)
         with torch.no_grad():
-            data = self.batch_tasks(tasks)
+            data = self.batch_tasks([self.featurize(t) for t in tasks])
         names = [n for n, _ in self.model.named_parameters()]
         fmodel = FunctionalModel(
             self.model, dict(self.model.named_parameters()), dict(self.model.named_buffers())
@@ -525,7 +704,7 @@ class MAML(Learner):
             for i in range(task_count(chunk)):
                 predictors.append(
                     {
-                        s: functional_predictor(fmodel, [result.snapshots[s][n][i] for n in names])
+                        s: self.predictor(fmodel, [result.snapshots[s][n][i] for n in names])
                         for s in steps
                     }
                 )
@@ -533,23 +712,29 @@ class MAML(Learner):
 
     def _batchable_evaluation(self, tasks: list[Any]) -> bool:
         """Whether :meth:`adapt_many` may adapt ``tasks`` with :func:`adapt_batched`: the vmap
-        backend, supervised tasks of equal sizes."""
+        backend, supervised tasks of equal sizes, and an adaptation that is plain SGD from the
+        meta-learned weights (not ProtoMAML's computed head nor MAML++'s per-step rates)."""
         if len(tasks) < 2 or self.backend != "vmap":
             return False
         if not all(isinstance(t, SupervisedTask) for t in tasks):
             return False
-        return len({(len(t.support), len(t.query)) for t in tasks}) == 1
+        sizes = {(len(t.support), len(t.query)) for t in tasks}
+        if len(sizes) != 1 or self.step_learning_rates() is not None:
+            return False
+        return self.initial_weights(tasks[0], meta_grad=False) is None
 
     def adapt_steps(self, task, steps) -> dict[int, Predictor]:
         steps = sorted(set(steps))
         if any(s < 0 for s in steps):
             raise ValueError(f"adaptation steps must be >= 0, got {steps}")
+        with torch.no_grad():
+            task = self.featurize(task)
         with (
             torch.enable_grad(),
             self._adapted(task, steps=max(steps), meta_grad=False, snapshots=steps) as adaptation,
         ):
             fmodel = adaptation.model
-        return {s: functional_predictor(fmodel, adaptation.snapshots[s]) for s in steps}
+        return {s: self.predictor(fmodel, adaptation.snapshots[s]) for s in steps}
 
     def adapt(self, task, steps: int | None = None) -> Predictor:
         steps = self.eval_steps if steps is None else steps

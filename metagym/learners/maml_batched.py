@@ -334,10 +334,11 @@ def inner_loop(
     params: Mapping[str, Tensor],
     *,
     steps: int,
-    learning_rates: LearningRates,
+    learning_rates: LearningRates | Sequence[LearningRates],
     meta_grad: bool = True,
     first_order: bool = False,
     snapshots: Collection[int] = (),
+    on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
 ) -> InnerLoopResult:
     """``steps`` SGD steps ``w <- w - lr * d loss / d w`` from ``params``.
 
@@ -353,12 +354,17 @@ def inner_loop(
         params: initial weights, name -> tensor; meta-gradients flow back to them.
         steps: number of inner steps (>= 0).
         learning_rates: step size per parameter name (float, or a tensor that broadcasts against
-            the weights; Meta-SGD's tensors get meta-gradients in second order).
+            the weights; Meta-SGD's tensors get meta-gradients in second order); or a sequence of
+            such mappings, one per step (MAML++'s per-step rates; steps past its end take its
+            last entry).
         meta_grad: keep what meta-gradients need; False detaches everything (evaluation).
         first_order: the inner gradients and step sizes are constants: ``d fast / d params`` is
             the identity, so the meta-gradient is the query gradient at the adapted weights.
         snapshots: step counts after which to keep a detached copy of the fast weights.
+        on_step: called as ``on_step(step, fast_weights)`` after each step, with the weights that
+            carry the graph (MAML++'s multi-step loss reads the query loss there).
     """
+    per_step = step_rates(learning_rates)
     second_order = meta_grad and not first_order
     fast = dict(params) if meta_grad else {n: w.detach() for n, w in params.items()}
     losses: list[Tensor] = []
@@ -376,17 +382,31 @@ def inner_loop(
                 loss.sum(), list(weights.values()), create_graph=second_order, allow_unused=True
             )
         losses.append(loss.detach())
-        rates = (
-            learning_rates if second_order else {n: _detached(r) for n, r in learning_rates.items()}
-        )
+        rates = per_step[min(step, len(per_step)) - 1]
+        if not second_order:
+            rates = {n: _detached(r) for n, r in rates.items()}
         fast = {
             n: w if g is None else _sgd_step(w, g, rates[n])
             for (n, w), g in zip(fast.items(), grads, strict=True)
         }
         if step in snapshots:
             kept[step] = {n: w.detach() for n, w in fast.items()}
+        if on_step is not None:
+            on_step(step, fast)
     support_losses = torch.stack(losses) if losses else torch.zeros(0)
     return InnerLoopResult(fast, support_losses, kept)
+
+
+def step_rates(learning_rates: LearningRates | Sequence[LearningRates]) -> list[LearningRates]:
+    """``learning_rates`` as a list with one name -> rate mapping per step (one for all steps)."""
+    if isinstance(learning_rates, Mapping):
+        return [learning_rates]
+    rates = list(learning_rates)
+    if not rates or not all(isinstance(r, Mapping) for r in rates):
+        raise ValueError(
+            "learning_rates must be a name -> rate mapping or a non-empty list of them"
+        )
+    return rates
 
 
 def _sgd_step(weight: Tensor, gradient: Tensor, rate: float | Tensor) -> Tensor:
