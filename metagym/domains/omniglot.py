@@ -15,6 +15,7 @@ from typing import Any
 from metagym.domains import register
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.classification import (
+    EPISODIC,
     LEARNERS,
     TINY,
     ClassificationProfile,
@@ -93,8 +94,42 @@ PROFILES = {
         sweep_tasks=600,
         maml_meta_batch_scale=1.0,
         lr_halving=2000,
+        mamlpp_steps=5,
         log_every=100,
         checkpoint_every=2000,
+    ),
+    # 20-way 1-shot for every learner on 2 CPU cores, about the quick profile's time: budgets
+    # cut to match the 4x larger tasks, 200 tasks per split, one shear and one scale level.
+    "quick-20way": OmniglotProfile(
+        ways=(20,),
+        iterations={
+            "protonet": 1000,
+            "matching": 400,
+            "matching-fce": 400,
+            "soft-nn": 200,
+            "maml": 150,
+            "maml-fo": 150,
+            "blackbox": 600,
+            "pretrain": 500,
+            "anil": 400,
+            "reptile": 400,
+            "protomaml": 150,
+            "maml++": 80,
+            "transformer": 600,
+        },
+        meta_batch={
+            **dict.fromkeys(EPISODIC, 1),
+            "blackbox": 4,
+            "pretrain": 4,
+            "reptile": 5,
+            "transformer": 4,
+        },
+        default_learners=LEARNERS,
+        eval_tasks=200,
+        sweep_tasks=50,
+        shear_levels=(0.4,),
+        scale_levels=(0.6,),
+        checkpoint_every=100,
     ),
     # For tests: seconds.
     "tiny": OmniglotProfile(**TINY, sweep_tasks=2, shear_levels=(0.5,), scale_levels=(0.5,)),

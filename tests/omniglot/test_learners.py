@@ -30,7 +30,7 @@ BUDGET = {
     "reptile": (60, 5, 0.4),
     "protomaml": (40, 4, 0.55),
     "maml++": (40, 4, 0.4),
-    "transformer": (150, 8, 0.4),
+    "transformer": (300, 8, 0.27),
 }
 
 
