@@ -9,7 +9,10 @@ For each environment it measures
   tasks with a small MLP Gaussian policy (2 x 64 tanh), one batched forward per vector step,
   everything recorded (observations, actions, rewards, dones, log-probabilities).
 
-and reports ``sampler / raw``. Run it with ``python -m benchmarks.bench_sampler`` (``--help`` for
+and reports ``sampler / raw``. With the ``metaworld`` extra it adds Meta-World ML1 reach-v3
+(``metaworld/ML1-reach-v3``, 500-step episodes, the 39-dim observations) and, as its ``raw step
+only`` loop, the bare Sawyer environment (``metaworld``'s own class, its task set, no wrapper).
+Run it with ``python -m benchmarks.bench_sampler`` (``--help`` for
 sizes); it is a measurement, never a test.
 """
 
@@ -34,6 +37,25 @@ DEFAULT_CASES = (
     ("metagym/HalfCheetahVel-v0", 10, 4),
     ("metagym/Navigation2D-v0", 20, 10),
 )
+#: Meta-World (when installed): 4 tasks x 10 episodes of 500 steps, 40 Sawyer environments.
+METAWORLD_CASE = ("metaworld/ML1-reach-v3", 4, 10)
+#: Raw-loop steps for Meta-World (its steps cost about 1 ms: 20,000 would take minutes).
+METAWORLD_RAW_STEPS = 3_000
+
+
+def cases() -> tuple[tuple[str, int, int], ...]:
+    """The default cases, plus Meta-World when the metaworld package is installed."""
+    try:
+        import metaworld  # noqa: F401
+    except ImportError:
+        return DEFAULT_CASES
+    return (*DEFAULT_CASES, METAWORLD_CASE)
+
+
+def bare_metaworld_env(env_id: str):
+    """The Sawyer environment behind ``env_id`` with its first train task set, no wrapper."""
+    env = gym.make(env_id).unwrapped
+    return env._sawyer
 
 
 class MLPPolicy(nn.Module):
@@ -56,16 +78,18 @@ class MLPPolicy(nn.Module):
 
 
 def raw_rate(env_id: str, steps: int, seed: int, presampled: bool) -> float:
-    """Steps per second of one ``gymnasium.make(env_id)`` with random actions (resets included)."""
-    env = gym.make(env_id)
-    env.reset(seed=seed)
+    """Steps per second of one ``gymnasium.make(env_id)`` with random actions (resets included);
+    ``presampled``: actions drawn beforehand, and for Meta-World the bare Sawyer environment."""
+    bare = presampled and env_id.startswith("metaworld/")
+    env = bare_metaworld_env(env_id) if bare else gym.make(env_id)
+    env.reset(seed=None if bare else seed)
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)] if presampled else None
     start = time.perf_counter()
     for i in range(steps):
         action = actions[i] if presampled else env.action_space.sample()
         _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
+        if terminated or truncated or (bare and env.curr_path_length >= env.max_path_length):
             env.reset()
     elapsed = time.perf_counter() - start
     env.close()
@@ -110,13 +134,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(1)
 
     rows = []
-    for env_id, tasks, episodes in DEFAULT_CASES:
+    for env_id, tasks, episodes in cases():
         run = SamplerRun(env_id, tasks, episodes, args.seed)
         raw, raw_only, sampled = 0.0, 0.0, 0.0
+        raw_steps = args.raw_steps
+        if env_id.startswith("metaworld/"):
+            raw_steps = min(raw_steps, METAWORLD_RAW_STEPS)
         # Interleaved rounds, best of each: a busy machine slows all three alike.
         for _ in range(args.repeats):
-            raw = max(raw, raw_rate(env_id, args.raw_steps, args.seed, False))
-            raw_only = max(raw_only, raw_rate(env_id, args.raw_steps, args.seed, True))
+            raw = max(raw, raw_rate(env_id, raw_steps, args.seed, False))
+            raw_only = max(raw_only, raw_rate(env_id, raw_steps, args.seed, True))
             sampled = max(sampled, run.rate())
         run.sampler.close()
         rows.append(

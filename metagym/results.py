@@ -120,9 +120,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     has_stepless = any(r["steps"] is None for r in rows)
     for split, metric, group in tables:
         split_rows = [
-            r
-            for r in rows
-            if (r["split"], r["metric"], r.get("group")) == (split, metric, group)
+            r for r in rows if (r["split"], r["metric"], r.get("group")) == (split, metric, group)
         ]
         n_tasks = max(r["n_tasks"] for r in split_rows)
         n_seeds = max(r.get("n_seeds", 1) for r in split_rows)

@@ -9,6 +9,14 @@ on episodic tasks), environment steps of PPO on the task (pretrain, scratch); ev
 ``env_steps`` (the environment steps of experience on the task behind it) and ``scored_on``.
 A run with a learner that is scored on whole trials (ucb1, thompson) scores rl2 and random on
 trials too, of ``--episodes-per-trial`` (default 10) pulls.
+
+Meta-World (``--env metaworld/ML1-reach-v3``, ``metaworld/ML10``, ``metaworld/ML45``; the
+``metaworld`` extra): results have ``success`` and ``return`` rows, per env and over all envs
+(:mod:`metagym.tasks.metaworld`). Its presets are ``metaworld-tiny``, ``metaworld-quick`` and
+``metaworld-paper``; ``--profile tiny|quick|paper`` with a Meta-World ``--env`` selects them (and
+``--profile metaworld-quick`` with another ``--env`` selects ``quick``): a preset belongs to a
+family of environments, and changing the environment to another family changes the preset to the
+same-named one of that family before the other flags apply (:meth:`RLProfile.replace`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,12 @@ from metagym.learners.base import Learner
 from metagym.plots.rl import navigation_trajectories, redraw
 from metagym.results import write_json_atomic
 from metagym.tasks.gym import GymTaskDistribution
+from metagym.tasks.metaworld import (
+    MetaWorldTaskDistribution,
+    MetaWorldTrialDistribution,
+    check_metaworld_env,
+    is_metaworld,
+)
 from metagym.tasks.trials import TrialTaskDistribution
 
 #: Recipes whose ``requires`` holds this are scored on whole trials (bandit algorithms).
@@ -78,7 +92,53 @@ class RLProfile(Profile):
     """meta-iterations between rows of metrics.csv"""
     checkpoint_every: int = setting(10, low=1)
     """meta-iterations between checkpoints (one is always written at the end)"""
+    policy_hidden: tuple[int, ...] = setting((64, 64), low=1, high=4096)
+    """hidden layer widths of the MLP policies (maml, pretrain-pg, PPO baselines; tanh)"""
+    max_envs: int | None = setting(None, low=1, high=100_000)
+    """most environments the sampler steps at once (none: one per episode; Meta-World: 40)"""
+    default_learners: tuple[str, ...] = ("maml", "pretrain", "scratch", "oracle", "random")
+    """learners run when --learners is not given"""
 
+    def replace(self, **changes: Any) -> RLProfile:
+        """:meth:`Profile.replace`; when ``env`` moves to another family of environments
+        (Meta-World or not) and this profile is one of the presets, the same-named preset of the
+        new family is the base the changes apply to (``quick`` <-> ``metaworld-quick``)."""
+        env = changes.get("env", self.env)
+        if env_family(env) != env_family(self.env):
+            name = preset_name(self)
+            if name is not None:
+                other = family_preset(name, env_family(env))
+                return Profile.replace(other, **changes)
+        return Profile.replace(self, **changes)
+
+
+def env_family(env: str) -> str:
+    """The preset family of an environment: ``"metaworld-"`` for Meta-World, else ``""``."""
+    return "metaworld-" if is_metaworld(env) else ""
+
+
+def preset_name(profile: RLProfile) -> str | None:
+    """The base name (``tiny``, ``quick``, ``paper``) of the preset ``profile`` equals, if any."""
+    for name, preset in PROFILES.items():
+        if preset == profile:
+            return name.removeprefix("metaworld-")
+    return None
+
+
+def family_preset(name: str, family: str) -> RLProfile:
+    return PROFILES[f"{family}{name}"]
+
+
+#: Meta-World's profiles share these: its 39-dim observations, 10 episodes per adaptation step
+#: and 3 scored episodes (metaworld.evaluation.metalearning_evaluation), success-rate rows.
+_METAWORLD = {
+    "env": "metaworld/ML1-reach-v3",
+    "fast_batch": 10,
+    "eval_episodes": 3,
+    "maml_steps": (0, 1),
+    "fine_tune_batches": (0, 1),
+    "default_learners": ("maml", "random"),
+}
 
 PROFILES = {
     # Navigation2D with maml,pretrain-pg,pretrain,scratch,oracle,random: 34 min wall measured on
@@ -113,6 +173,59 @@ PROFILES = {
         log_every=1,
         checkpoint_every=1,
     ),
+    # Meta-World, for tests: seconds per learner on ML1 (ML10/ML45 spend most of their time
+    # making the benchmark's goals and Sawyer environments); 10-step episodes, 10 eval tasks so
+    # that every ML10 train env gets one.
+    "metaworld-tiny": RLProfile(
+        **{**_METAWORLD, "fast_batch": 2, "eval_episodes": 1},
+        max_episode_steps=10,
+        iterations=1,
+        meta_batch=2,
+        ppo_iterations=1,
+        ppo_steps_per_iteration=40,
+        ppo_n_envs=2,
+        ppo_n_steps=20,
+        rl2_iterations=1,
+        rl2_steps_per_iteration=40,
+        eval_tasks=10,
+        eval_splits=("train", "test", "ood"),
+        policy_hidden=(32, 32),
+        log_every=1,
+        checkpoint_every=1,
+        max_envs=8,
+    ),
+    # Meta-World on 2 CPU cores in at most 30 minutes: ML1 reach-v3 with 100-step episodes
+    # (Meta-World's are 500: a budget cut, stated in docs/metaworld.md), MAML-TRPO with 8 tasks
+    # x 10 episodes per meta-update, and random; 30 test tasks x (3 + 10 + 3) episodes scored.
+    "metaworld-quick": RLProfile(
+        **_METAWORLD,
+        max_episode_steps=100,
+        iterations=30,
+        meta_batch=8,
+        eval_tasks=30,
+        eval_splits=("test",),
+        policy_hidden=(128, 128),
+        log_every=1,
+        checkpoint_every=5,
+    ),
+    # Meta-World+'s budgets (the authors' maml_trpo_ml1.py / maml_trpo_ml10.py / rl2_ml10.py):
+    # 500-step episodes, a 2 x 512 tanh policy, 10 episodes per task and step; meta-batch 10 for
+    # ML1 (pass --meta-batch 20 for ML10/ML45), 2M environment steps for ML1 = 20 meta-updates of
+    # 10 tasks x 10 episodes x 500 steps x (support + query); pass --iterations 75 for ML10's 15M.
+    "metaworld-paper": RLProfile(
+        **{**_METAWORLD, "default_learners": ("maml", "rl2", "random")},
+        iterations=20,
+        meta_batch=10,
+        rl2_iterations=2_000,
+        rl2_steps_per_iteration=10_000,
+        ppo_iterations=500,
+        ppo_steps_per_iteration=10_000,
+        eval_tasks=50,
+        eval_splits=("train", "test", "ood"),
+        policy_hidden=(512, 512),
+        log_every=1,
+        checkpoint_every=5,
+    ),
 }
 
 
@@ -135,6 +248,13 @@ def horizon(context: Context) -> int:
     return context.distribution().sampler.time_limit or 100
 
 
+#: The task distributions of each family of environments: (tasks, trials).
+DISTRIBUTIONS = {
+    "": (GymTaskDistribution, TrialTaskDistribution),
+    "metaworld-": (MetaWorldTaskDistribution, MetaWorldTrialDistribution),
+}
+
+
 def make_distribution(context: Context, key: str) -> GymTaskDistribution:
     """``"tasks"``: the environment's tasks; ``"trials"``: the same tasks scored on trials."""
     profile = context.profile
@@ -142,10 +262,18 @@ def make_distribution(context: Context, key: str) -> GymTaskDistribution:
         "env_kwargs": json_object("--env-kwargs", profile.env_kwargs),
         "max_episode_steps": profile.max_episode_steps,
         "eval_episodes": profile.eval_episodes,
+        "max_envs": profile.max_envs,
     }
+    tasks, trials = DISTRIBUTIONS[env_family(profile.env)]
     if key == "trials":
-        return TrialTaskDistribution(profile.env, episodes_per_trial(context), **common)
-    return GymTaskDistribution(profile.env, **common)
+        return trials(profile.env, episodes_per_trial(context), **common)
+    return tasks(profile.env, **common)
+
+
+def check(context: Context) -> None:
+    """Before any work: a Meta-World name that is not a benchmark, or no metaworld package."""
+    if is_metaworld(context.profile.env):
+        check_metaworld_env(context.profile.env)
 
 
 def eval_splits(context: Context) -> list[str]:
@@ -166,7 +294,11 @@ def _maml_rl(train_steps: int, name: str):
         from metagym.rl.policies import make_policy
 
         distribution = context.distribution()
-        policy = make_policy(distribution.observation_space, distribution.action_space)
+        policy = make_policy(
+            distribution.observation_space,
+            distribution.action_space,
+            context.profile.policy_hidden,
+        )
         return MAMLRL(
             policy,
             distribution.sampler,
@@ -206,6 +338,7 @@ def _ppo(mode: str):
             ppo_kwargs={"n_steps": profile.ppo_n_steps},
             fine_tune_kwargs={"n_steps": profile.fast_batch * horizon(context)},
             seed=context.seed,
+            hidden=profile.policy_hidden,
         )
 
     return build
@@ -362,7 +495,8 @@ DOMAIN = register(
         make_distribution=make_distribution,
         eval_splits=eval_splits,
         redraw=redraw,
-        default_learners=("maml", "pretrain", "scratch", "oracle", "random"),
+        default_learners=lambda p: p.default_learners,
+        check=check,
         after_learner=learner_extras,
         after_run=write_extras,
         title=lambda c: f"{c.distribution().name} results",

@@ -30,16 +30,24 @@ __all__ = [
 
 
 def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path:
-    """One panel per split: average return against the environment steps of experience on the
-    task (``env_steps``; symlog axis), a line per learner; learners that do not adapt are dashed
-    horizontal lines. Rows scored on whole trials (bandits) get their own panels."""
-    rows = results["rows"]
-    panels = list(dict.fromkeys((r["split"], r.get("scored_on", "episode")) for r in rows))
+    """One panel per split (and metric: Meta-World has success and return): the score against
+    the environment steps of experience on the task (``env_steps``; symlog axis), a line per
+    learner; learners that do not adapt are dashed horizontal lines. Rows scored on whole trials
+    (bandits) get their own panels; per-group rows (Meta-World's per-env rows) are left out, the
+    rows over all tasks drawn."""
+    rows = [r for r in results["rows"] if r.get("group") in (None, "all")]
+    panels = list(
+        dict.fromkeys((r["split"], r.get("scored_on", "episode"), r["metric"]) for r in rows)
+    )
     learners = list(dict.fromkeys(r["learner"] for r in rows))
     colors = {name: f"C{i}" for i, name in enumerate(learners)}
     fig, axes = panel_grid(len(panels), 4.6, 3.6)
-    for ax, (split, scored) in zip(axes.flat, panels, strict=False):
-        mine = [r for r in rows if r["split"] == split and r.get("scored_on", "episode") == scored]
+    for ax, (split, scored, metric) in zip(axes.flat, panels, strict=False):
+        mine = [
+            r
+            for r in rows
+            if (r["split"], r.get("scored_on", "episode"), r["metric"]) == (split, scored, metric)
+        ]
         for learner in learners:
             points = sorted(
                 (r for r in mine if r["learner"] == learner and r["mean"] is not None),
@@ -59,7 +67,8 @@ def plot_return_vs_adaptation(results: dict[str, Any], path: str | Path) -> Path
             )
         ax.set_xscale("symlog", linthresh=100)
         ax.set_xlim(left=-10)
-        ax.set_title(f"{split} ({'trial total' if scored == 'trial' else 'episode return'})")
+        kind = "trial total" if scored == "trial" else f"episode {metric}"
+        ax.set_title(f"{split} ({kind})")
         ax.set_xlabel("environment steps on the task before the scored episode")
         ax.set_ylabel(f"{mine[0]['metric']} (mean ± 95%)")
         ax.grid(alpha=0.3)

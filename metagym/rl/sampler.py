@@ -174,8 +174,9 @@ class Episodes:
         tasks: the ``B`` task dicts, ``tasks[b]`` the task of every episode ``[b, :]``.
         seeds: ``(B, E)`` int64, the reset seed of each episode.
         extras: per-step tensors ``(B, E, T, ...)``: ``log_prob`` (float32) when the policy returned
-            a distribution (the log-probability of the action taken, detached), and whatever extra
-            tensors the policy returned.
+            a distribution (the log-probability of the action taken, detached), whatever extra
+            tensors the policy returned, and the sampler's ``info_keys`` (float32, from the info
+            of each step, e.g. Meta-World's ``success``).
     """
 
     observations: Tensor
@@ -284,25 +285,33 @@ class _Buffers:
 
 
 class _InfoFreeSyncVectorEnv(SyncVectorEnv):
-    """A ``SyncVectorEnv`` in ``NEXT_STEP`` autoreset mode whose ``step`` returns no infos.
+    """A ``SyncVectorEnv`` in ``NEXT_STEP`` autoreset mode whose ``step`` returns only the info
+    entries named in ``info_keys``, as ``{key: float32 array (num_envs,)}`` (0 where a
+    sub-environment's info lacks the key).
 
-    The sampler reads no step info, and merging the sub-environments' info dicts (``info["task"]``
-    is a nested dict) costs more than a cheap environment's step. Everything else, autoreset
-    included, is Gymnasium's; should a Gymnasium version lack the private attributes used here,
-    ``step`` falls back to Gymnasium's own.
+    Merging the sub-environments' whole info dicts (``info["task"]`` is a nested dict) costs more
+    than a cheap environment's step. Everything else, autoreset included, is Gymnasium's; should a
+    Gymnasium version lack the private attributes used here, ``step`` falls back to Gymnasium's own.
     """
 
     _FIELDS = ("_env_obs", "_rewards", "_terminations", "_truncations", "_autoreset_envs")
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, info_keys: Sequence[str] = (), **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.info_keys = tuple(info_keys)
         self._fast = self.autoreset_mode == AutoresetMode.NEXT_STEP and all(
             hasattr(self, name) for name in self._FIELDS
         )
 
     def step(self, actions: Any):
         if not self._fast:
-            return super().step(actions)
+            observations, rewards, terminations, truncations, infos = super().step(actions)
+            picked = {
+                key: np.asarray(infos.get(key, np.zeros(self.num_envs)), np.float32)
+                for key in self.info_keys
+            }
+            return observations, rewards, terminations, truncations, picked
+        picked = {key: np.zeros(self.num_envs, np.float32) for key in self.info_keys}
         for i, action in enumerate(iterate(self.action_space, actions)):
             env = self.envs[i]
             if self._autoreset_envs[i]:
@@ -316,8 +325,10 @@ class _InfoFreeSyncVectorEnv(SyncVectorEnv):
                     self._rewards[i],
                     self._terminations[i],
                     self._truncations[i],
-                    _,
+                    info,
                 ) = env.step(action)
+                for key in self.info_keys:
+                    picked[key][i] = info.get(key, 0.0)
         self._observations = concatenate(
             self.single_observation_space, self._env_obs, self._observations
         )
@@ -327,7 +338,7 @@ class _InfoFreeSyncVectorEnv(SyncVectorEnv):
             np.copy(self._rewards),
             np.copy(self._terminations),
             np.copy(self._truncations),
-            {},
+            picked,
         )
 
 
@@ -349,6 +360,9 @@ class EpisodeSampler:
         torch_threads: torch's intra-op threads while collecting, restored afterwards (default 1:
             a small policy's batched forward is fastest on one thread, and on a busy machine
             multi-threaded tiny operations take milliseconds each). None leaves the setting alone.
+        info_keys: entries of the environment's step ``info`` recorded per step as float32
+            extras ``(B, E, T)`` of the episodes (e.g. ``("success",)`` for Meta-World; 0 where a
+            step's info lacks the key). The step's info is read for nothing else.
     """
 
     def __init__(
@@ -360,6 +374,7 @@ class EpisodeSampler:
         max_envs: int | None = None,
         device: torch.device | str = "cpu",
         torch_threads: int | None = 1,
+        info_keys: Sequence[str] = (),
     ):
         if max_envs is not None and (
             isinstance(max_envs, bool) or not isinstance(max_envs, int) or max_envs < 1
@@ -370,6 +385,9 @@ class EpisodeSampler:
         self.max_envs = max_envs
         self.device = torch.device(device)
         self.torch_threads = torch_threads
+        if isinstance(info_keys, str) or not all(isinstance(k, str) for k in info_keys):
+            raise TypeError(f"info_keys must be a sequence of strings, got {info_keys!r}")
+        self.info_keys = tuple(info_keys)
         self._pool: list[gym.Env] = [self.env_fn()]
         first = self._pool[0]
         check_task_protocol(first, self.name)
@@ -394,6 +412,7 @@ class EpisodeSampler:
             [lambda env=env: env for env in envs],
             copy=False,
             autoreset_mode=AutoresetMode.NEXT_STEP,
+            info_keys=self.info_keys,
         )
 
     def close(self) -> None:
@@ -555,7 +574,9 @@ class EpisodeSampler:
             actions, extras = self._policy_step(policy, observations, generator)
             stepped = actions if self._clip is None else np.clip(actions, *self._clip)
             with self._shape_errors(params, job_b):
-                observations, rewards, terminations, truncations, _ = vec.step(stepped)
+                observations, rewards, terminations, truncations, infos = vec.step(stepped)
+            if infos:
+                extras = {**extras, **infos}
 
             live = rows[active]
             b, e, s = job_b[live], job_e[live], t[live]

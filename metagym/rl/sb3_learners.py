@@ -28,7 +28,14 @@ from metagym.seeding import isolated_rng
 from metagym.tasks.environment import task_env
 from metagym.tasks.gym import GymTaskDistribution
 
-__all__ = ["TaskPoolWrapper", "TaskInObservation", "PPOBaseline", "RandomLearner", "task_vector"]
+__all__ = [
+    "TaskPoolWrapper",
+    "TaskInObservation",
+    "PPOBaseline",
+    "RandomLearner",
+    "task_features",
+    "task_vector",
+]
 
 #: PPO settings of the baselines (SB3 defaults otherwise).
 DEFAULT_PPO = {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4}
@@ -40,6 +47,15 @@ def task_vector(params: Mapping[str, Any]) -> np.ndarray:
     for key in sorted(params):
         values.extend(np.asarray(params[key], dtype=np.float64).reshape(-1).tolist())
     return np.asarray(values, np.float32)
+
+
+def task_features(env: gym.Env, params: Mapping[str, Any]) -> np.ndarray:
+    """What the oracle sees of a task: the environment's own ``task_features(task)`` when it has
+    one (a fixed-size vector, e.g. Meta-World's env one-hot and goal), else :func:`task_vector`."""
+    features = getattr(task_env(env), "task_features", None)
+    if callable(features):
+        return np.asarray(features(params), np.float32).reshape(-1)
+    return task_vector(params)
 
 
 class TaskPoolWrapper(gym.Wrapper):
@@ -71,7 +87,7 @@ class TaskInObservation(gym.ObservationWrapper):
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(size,), dtype=np.float32)
 
     def _vector(self) -> np.ndarray:
-        return task_vector(task_env(self.env).get_task())
+        return task_features(self.env, task_env(self.env).get_task())
 
     def observation(self, observation):
         flat = np.asarray(observation, np.float32).reshape(-1)
@@ -96,12 +112,12 @@ class _EnvMaker:
 
 
 class SB3Policy:
-    """A sampler policy around an SB3 ``ActorCriticPolicy`` (a private copy); ``task`` appends
-    the task vector to the observations (the oracle)."""
+    """A sampler policy around an SB3 ``ActorCriticPolicy`` (a private copy); ``features`` (the
+    oracle's task features, :func:`task_features`) are appended to the observations."""
 
-    def __init__(self, policy: nn.Module, task_params: Mapping[str, Any] | None = None):
+    def __init__(self, policy: nn.Module, features: np.ndarray | None = None):
         self.policy = policy
-        self.extra = torch.as_tensor(task_vector(task_params)) if task_params is not None else None
+        self.extra = torch.as_tensor(features) if features is not None else None
 
     def __call__(self, observations: Tensor) -> Distribution:
         obs = observations.float().flatten(start_dim=1)
@@ -216,7 +232,8 @@ class PPOBaseline(Learner):
     def adapt_steps(self, task: Any, steps: Iterable[int]) -> dict[int, Predictor]:
         steps = sorted(set(steps))
         if self.mode == "oracle":
-            return {s: SB3Policy(self.policy, task.params) for s in steps}
+            features = task_features(self.distribution._env, task.params)
+            return {s: SB3Policy(self.policy, features) for s in steps}
         if steps[-1] == 0:
             return {0: SB3Policy(self.snapshot(self.policy))}
         env = self._DummyVecEnv([_EnvMaker(self.distribution.env_fn, pool=False, task=task.params)])
