@@ -46,7 +46,12 @@ format: $(VENV)/.installed-test
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: $(VENV)/.installed-test
+# The bench extra (TorchOpt, parallel-metalearn: the peers) only here, never in `make test`.
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) install --quiet $(CONSTRAINTS) -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(PY) -m benchmarks
 
 clean:

@@ -28,8 +28,10 @@ import torch
 
 from benchmarks.cases import missing_modules, registry
 from benchmarks.harness import (
+    auto_verdict,
     cpu_memory_supported,
     format_table,
+    format_verdicts,
     measure_peak_memory_here,
     measure_peak_memory_subprocess,
     summarize,
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     memory_ok = not args.no_memory and (device.type == "cuda" or cpu_memory_supported())
     start = time.perf_counter()
     rows: list[dict] = []
+    verdicts: list[dict] = []
     skipped: dict[str, str] = {}
     for name in names:
         builder, needs = cases[name]
@@ -180,6 +183,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows += case_rows
         print(f"- {name}: {time.perf_counter() - tick:.0f} s", flush=True)
         print(format_table(case_rows), flush=True)
+        verdict = auto_verdict(case, case_rows, cpu_time=device.type == "cpu")
+        if verdict is not None:
+            verdicts.append(verdict)
+            print(format_verdicts([verdict]), flush=True)
         del case
     if not args.no_sampler and device.type == "cpu":
         print("- rl sampler (benchmarks/bench_sampler.py)", flush=True)
@@ -201,10 +208,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"# device {info['device']}{' ' + info.get('gpu', '') if 'gpu' in info else ''}, threads {args.threads}"
     )
     print(format_table(rows))
+    print()
+    print("# backend='auto' against the measured faster path, metagym's default against the peers")
+    print(format_verdicts(verdicts))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     print(f"wall time {info['wall_s']:.0f} s; written {args.out}")
-    write_json(args.out, {"machine": info, "rows": rows, "skipped": skipped})
+    write_json(args.out, {"machine": info, "rows": rows, "verdicts": verdicts, "skipped": skipped})
     return rows
 
 

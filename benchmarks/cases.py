@@ -18,14 +18,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmarks.harness import BenchPath, Case
+from benchmarks.peers import Workload, max_relative_difference, peer_factories
 from metagym.learners import MAML
+from metagym.learners.maml import choose_backend
 from metagym.learners.maml_batched import check_batchable
 from metagym.nets import mlp
 from metagym.tasks import SinusoidTasks, make_generator
 from metagym.tasks.base import Examples, SupervisedTask
 
 SINUSOID_META_BATCH, SINUSOID_SHOTS, SINUSOID_QUERIES = 25, 10, 10
-OMNIGLOT_META_BATCH, OMNIGLOT_WAYS = 32, 5
+OMNIGLOT_META_BATCH, OMNIGLOT_WAYS, OMNIGLOT_QUERIES = 32, 5, 5
 
 
 def _seeded(build: Callable, seed: int = 0):
@@ -39,17 +41,103 @@ def _cycling(batches: Sequence) -> Callable[[], object]:
     return lambda: next(it)
 
 
-def _maml_paths(learners: dict[str, MAML], batches: list[list[SupervisedTask]]) -> list[BenchPath]:
-    paths = []
-    for name, learner in learners.items():
-        draw = _cycling(batches)
-        kind = "loop" if learner.backend == "higher" else "batched"
-        paths.append(
-            BenchPath(
-                name, kind, lambda learner=learner, draw=draw: learner.meta_train_step(draw())
+#: A path whose float64 meta-gradient differs from higher's by more than this (the one relative
+#: measure) is marked wrong and not timed. Right paths differ by 1e-16..1e-8 (parallel-metalearn
+#: keeps its step size as a float32 tensor); torch's BatchNorm under ``torch.func.grad`` inside
+#: ``vmap`` is off by about 2e-2.
+GRADIENT_TOLERANCE = 1e-6
+#: Tasks of the float64 meta-gradient check.
+CHECK_TASKS = 3
+
+
+def _metagym_learner(net: nn.Module, workload: Workload, backend: str, **kwargs) -> MAML:
+    return MAML(
+        copy.deepcopy(net),
+        workload.loss_fn(),
+        inner_lr=workload.inner_lr,
+        train_steps=workload.steps,
+        first_order=workload.first_order,
+        meta_lr=workload.meta_lr,
+        backend=backend,
+        **kwargs,
+    )
+
+
+def _float64(task: SupervisedTask) -> SupervisedTask:
+    def cast(e: Examples) -> Examples:
+        return Examples(e.x.double(), e.y.double() if e.y.is_floating_point() else e.y)
+
+    return SupervisedTask(cast(task.support), cast(task.query))
+
+
+def _meta_gradient_paths(
+    net: nn.Module,
+    workload: Workload,
+    batches: list[list[SupervisedTask]],
+    device: torch.device,
+    *,
+    peers: bool,
+    parity: bool,
+    chunks: Sequence[int] = (),
+) -> tuple[list[BenchPath], dict[str, str], dict]:
+    """metagym's two backends (and ``chunks`` variants of vmap), then the peers; every path's
+    float64 meta-gradient is first compared with metagym's higher loop on ``CHECK_TASKS`` tasks
+    (when ``parity``) and a wrong one is listed in the skipped paths instead of timed.
+
+    Returns the paths, the skipped ones (name -> reason) and extra fields: ``auto_path`` (the
+    metagym path ``backend="auto"`` runs here) and ``meta_grad_rel_diff`` (path -> difference).
+    """
+    builders: dict[str, tuple[str, Callable[[nn.Module], object]]] = {
+        "metagym higher": ("loop", lambda n: _metagym_learner(n, workload, "higher")),
+    }
+    skipped: dict[str, str] = {}
+    try:
+        check_batchable(net)
+        builders["metagym vmap"] = ("batched", lambda n: _metagym_learner(n, workload, "vmap"))
+        for size in chunks:
+            builders[f"metagym vmap chunk {size}"] = (
+                "batched",
+                lambda n, size=size: _metagym_learner(n, workload, "vmap", chunk_size=size),
             )
-        )
-    return paths
+    except ValueError as error:
+        skipped["metagym vmap"] = str(error).split(":")[0].replace("backend='vmap' ", "")
+    if peers:
+        factories, peer_skips = peer_factories(net, workload)
+        for name, factory in factories.items():
+            builders[name] = ("peer", lambda n, factory=factory: factory(n, workload))
+        skipped |= peer_skips
+    differences: dict[str, float] = {}
+    if parity:
+        net64 = copy.deepcopy(net).double().to(device)
+        tasks64 = [_float64(t) for t in batches[0][:CHECK_TASKS]]
+        reference = None
+        for name, (_, build) in builders.items():
+            runner = build(net64)
+            model = runner.model if isinstance(runner, MAML) else runner.net
+            model.zero_grad(set_to_none=True)
+            if isinstance(runner, MAML):
+                runner.compute_meta_gradients(tasks64)
+            else:
+                runner.meta_gradients(tasks64)
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]
+            if reference is None:
+                reference = grads
+            differences[name] = max_relative_difference(grads, reference)
+        for name, difference in differences.items():
+            if difference > GRADIENT_TOLERANCE:
+                del builders[name]
+                skipped[name] = (
+                    f"wrong meta-gradients ({difference:.1e} relative to higher, float64)"
+                )
+    paths = []
+    for name, (kind, build) in builders.items():
+        runner = build(net)
+        draw = _cycling(batches)
+        step = runner.meta_train_step if isinstance(runner, MAML) else runner.step
+        paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
+    auto = choose_backend(net, device)
+    extra = {"auto_path": f"metagym {auto}", "meta_grad_rel_diff": differences}
+    return paths, skipped, extra
 
 
 def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> BenchPath:
@@ -62,24 +150,6 @@ def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> Bench
     return BenchPath("floor fwd+bwd", "floor", step)
 
 
-def meta_gradient_difference(learners: dict[str, MAML], tasks: list[SupervisedTask]) -> float:
-    """Largest relative difference (per tensor, norm-wise) of the meta-gradients of the learners."""
-    grads = []
-    for learner in learners.values():
-        clone = copy.deepcopy(learner)
-        clone.zero_grad(set_to_none=True)
-        clone.compute_meta_gradients(tasks)
-        grads.append([p.grad for p in clone.parameters()])
-    reference = grads[0]
-    worst = 0.0
-    for other in grads[1:]:
-        for a, b in zip(reference, other, strict=True):
-            if a is None or b is None:
-                continue
-            worst = max(worst, float((a - b).norm() / a.norm().clamp_min(1e-30)))
-    return worst
-
-
 def sinusoid_case(
     device: torch.device,
     *,
@@ -89,6 +159,7 @@ def sinusoid_case(
     rounds: int = 15,
     block: int = 5,
     parity: bool = True,
+    peers: bool = True,
 ) -> Case:
     label = ("meta-sgd" if meta_sgd else "maml") + ("-fo" if first_order else "")
     distribution = SinusoidTasks(SINUSOID_SHOTS, queries=SINUSOID_QUERIES)
@@ -96,19 +167,25 @@ def sinusoid_case(
         [t.to(device) for t in distribution.sample(SINUSOID_META_BATCH, "train", make_generator(i))]
         for i in range(4)
     ]
-    net = _seeded(lambda: mlp(1, [40, 40], 1))
-
-    def learner(backend: str) -> MAML:
-        return MAML(
-            copy.deepcopy(net),
-            inner_lr=0.01,
-            train_steps=steps,
-            first_order=first_order,
-            meta_sgd=meta_sgd,
-            backend=backend,
-        ).to(device)
-
-    learners = {"higher loop": learner("higher"), "vmap batched": learner("vmap")}
+    net = _seeded(lambda: mlp(1, [40, 40], 1)).to(device)
+    workload = Workload("mse", steps, first_order, 0.01)
+    if meta_sgd:  # no peer runs Meta-SGD the same way: metagym's two backends only
+        learners = {
+            "metagym higher": _metagym_learner(net, workload, "higher", meta_sgd=True),
+            "metagym vmap": _metagym_learner(net, workload, "vmap", meta_sgd=True),
+        }
+        paths = []
+        for name, learner in learners.items():
+            draw = _cycling(batches)
+            kind = "loop" if learner.backend == "higher" else "batched"
+            step = learner.meta_train_step
+            paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
+        skipped: dict[str, str] = {}
+        extra = {"auto_path": f"metagym {choose_backend(net, device)}"}
+    else:
+        paths, skipped, extra = _meta_gradient_paths(
+            net, workload, batches, device, peers=peers, parity=parity
+        )
     tasks = batches[0]
     x = torch.cat([torch.cat([t.support.x, t.query.x]) for t in tasks])
     y = torch.cat([torch.cat([t.support.y, t.query.y]) for t in tasks])
@@ -118,13 +195,11 @@ def sinusoid_case(
             f"sinusoid {label}, MLP 1-40-40-1, meta-batch {SINUSOID_META_BATCH}, K={SINUSOID_SHOTS}, "
             f"{SINUSOID_QUERIES} queries, {steps} inner step(s)"
         ),
-        paths=_maml_paths(learners, batches)
-        + [_floor(copy.deepcopy(net).to(device), x, y, F.mse_loss)],
+        paths=paths + [_floor(copy.deepcopy(net), x, y, F.mse_loss)],
         rounds=rounds,
         block=block,
-        extra={"meta_grad_max_rel_diff": meta_gradient_difference(learners, tasks)}
-        if parity
-        else {},
+        skipped=skipped,
+        extra=extra,
     )
 
 
@@ -156,47 +231,40 @@ def conv4_maml_case(
     *,
     norm: bool = True,
     rounds: int = 5,
-    queries: int = 1,
+    queries: int = OMNIGLOT_QUERIES,
     parity: bool = True,
+    peers: bool = True,
+    chunks: Sequence[int] = (),
+    name: str | None = None,
+    hidden: int = 64,
 ) -> Case:
     conv4 = importlib.import_module("metagym.nets.conv4").conv4
-    net = _seeded(lambda: conv4(1, 64, out_features=OMNIGLOT_WAYS, track_running_stats=False))
+    net = _seeded(lambda: conv4(1, hidden, out_features=OMNIGLOT_WAYS, track_running_stats=False))
     if not norm:
         net = _without_norm(net)
+    net = net.to(device)
     batches = [
         _image_tasks(device, OMNIGLOT_META_BATCH, OMNIGLOT_WAYS, 1, queries, seed)
         for seed in range(2)
     ]
-
-    def learner(backend: str) -> MAML:
-        return MAML(
-            copy.deepcopy(net), F.cross_entropy, inner_lr=0.4, train_steps=1, backend=backend
-        ).to(device)
-
-    learners = {"higher loop": learner("higher")}
-    skipped = {}
-    try:
-        check_batchable(net)
-        learners["vmap batched"] = learner("vmap")
-    except ValueError as error:
-        skipped["vmap batched"] = str(error).split(":")[0].replace("backend='vmap' ", "")
+    workload = Workload("ce", 1, False, 0.4)
+    paths, skipped, extra = _meta_gradient_paths(
+        net, workload, batches, device, peers=peers, parity=parity, chunks=chunks
+    )
     tasks = batches[0]
     x = torch.cat([torch.cat([t.support.x, t.query.x]) for t in tasks])
     y = torch.cat([torch.cat([t.support.y, t.query.y]) for t in tasks])
     label = "conv4" if norm else "conv4-nonorm"
-    extra = {}
-    if parity and len(learners) > 1:
-        extra["meta_grad_max_rel_diff"] = meta_gradient_difference(learners, tasks)
     return Case(
-        name=f"omniglot {label} maml",
+        name=name or f"omniglot {label} maml",
         description=(
-            f"MAML 5-way 1-shot, {queries} query per class, meta-batch {OMNIGLOT_META_BATCH}, "
-            f"{label} (64 channels{', BatchNorm' if norm else ', BatchNorm removed'}), 1 inner step, "
+            f"MAML 5-way 1-shot, {queries} queries per class, meta-batch {OMNIGLOT_META_BATCH}, "
+            f"{label} ({hidden} channels{', BatchNorm' if norm else ', BatchNorm removed'}), 1 inner step, "
             "second order, random 28x28 images"
         ),
-        paths=_maml_paths(learners, batches)
-        + [_floor(copy.deepcopy(net).to(device), x, y, F.cross_entropy)],
+        paths=paths + [_floor(copy.deepcopy(net), x, y, F.cross_entropy)],
         rounds=rounds,
+        warmup=1,
         skipped=skipped,
         extra=extra,
     )
@@ -247,6 +315,10 @@ def protonet_case(
     )
 
 
+#: Chunk sizes of the memory-against-chunk-size case (the meta-batch is 32 tasks).
+CHUNK_SIZES = (8, 2)
+
+
 def registry(quick: bool = False) -> dict[str, tuple[Callable[..., Case], tuple[str, ...]]]:
     """Case name -> (builder(device, parity=...), modules it needs). ``quick``: few rounds."""
 
@@ -280,6 +352,17 @@ def registry(quick: bool = False) -> dict[str, tuple[Callable[..., Case], tuple[
         ),
         "omniglot conv4-nonorm maml": (
             lambda d, parity=True: conv4_maml_case(d, norm=False, rounds=r(5), parity=parity),
+            ("metagym.nets.conv4",),
+        ),
+        "omniglot conv4 maml chunks": (
+            lambda d, parity=True: conv4_maml_case(
+                d,
+                rounds=r(3),
+                parity=parity,
+                peers=False,
+                chunks=CHUNK_SIZES,
+                name="omniglot conv4 maml chunks",
+            ),
             ("metagym.nets.conv4",),
         ),
         "omniglot protonet": (

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-#: What a path is: the per-task loop, the batched path, or the raw compute floor.
-KINDS = ("loop", "batched", "floor")
+#: What a path is: the per-task loop, the batched path, another library's MAML, or the raw
+#: compute floor.
+KINDS = ("loop", "batched", "peer", "floor")
 
 
 @dataclass
@@ -181,7 +182,7 @@ def summarize(
                 "case": case.name,
                 "description": case.description,
                 "path": name,
-                "kind": "batched",
+                "kind": "batched" if name.startswith("metagym") else "peer",
                 "skipped": reason,
             }
         )
@@ -201,7 +202,10 @@ def format_table(rows: list[dict]) -> str:
 
     for row in rows:
         if "skipped" in row:
-            lines.append(f"| {row['case']} | {row['path']} | refused: {row['skipped']} |||||||")
+            note = row["skipped"]
+            if not note.startswith(("wrong", "n/a")):
+                note = f"{'skipped' if row.get('kind') == 'peer' else 'refused'}: {note}"
+            lines.append(f"| {row['case']} | {row['path']} | {note} |||||||")
             continue
         lines.append(
             f"| {row['case']} | {row['path']} | {number(row.get('median_ms'), '.2f')} "
@@ -218,3 +222,63 @@ def write_json(path: str | Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
+
+
+def auto_verdict(case: Case, rows: list[dict], *, cpu_time: bool) -> dict | None:
+    """Whether ``backend="auto"`` picked the faster of metagym's two backends here, and how
+    metagym's default path compares with the fastest peer whose meta-gradients are right.
+
+    Medians of CPU time on the CPU (what a step costs on a shared machine), of wall time on CUDA.
+    ``default_vs_fastest_peer`` is the peer's median over the default's: >= 1 means metagym's
+    default is at least as fast. None for cases without an ``auto_path``.
+    """
+    auto = case.extra.get("auto_path")
+    if auto is None:
+        return None
+    key = "median_cpu_ms" if cpu_time else "median_ms"
+    timed = {r["path"]: r[key] for r in rows if "skipped" not in r and r.get(key) is not None}
+    backends = {n: ms for n, ms in timed.items() if n in ("metagym higher", "metagym vmap")}
+    peers = {
+        r["path"]: timed[r["path"]] for r in rows if r.get("kind") == "peer" and r["path"] in timed
+    }
+    verdict: dict = {"case": case.name, "auto_path": auto, "measure": key}
+    if backends:
+        faster = min(backends, key=backends.get)
+        verdict |= {
+            "faster_metagym_path": faster,
+            "auto_matches_faster": auto == faster or len(backends) == 1,
+            "metagym_ms": backends,
+        }
+    if auto in timed and peers:
+        best = min(peers, key=peers.get)
+        verdict |= {
+            "fastest_right_peer": best,
+            "fastest_right_peer_ms": peers[best],
+            "default_ms": timed[auto],
+            "default_vs_fastest_peer": peers[best] / timed[auto],
+        }
+    verdict["wrong_gradients"] = sorted(
+        r["path"] for r in rows if str(r.get("skipped", "")).startswith("wrong meta-gradients")
+    )
+    return verdict
+
+
+def format_verdicts(verdicts: list[dict]) -> str:
+    """A Markdown table of :func:`auto_verdict` results."""
+    lines = [
+        "| case | auto runs | faster metagym path | auto right? | fastest right peer "
+        "| peer ms | default ms | peer / default | wrong gradients |",
+        "|---|---|---|---|---|---:|---:|---:|---|",
+    ]
+    for v in verdicts:
+        ratio = v.get("default_vs_fastest_peer")
+        lines.append(
+            f"| {v['case']} | {v['auto_path']} | {v.get('faster_metagym_path', '')} "
+            f"| {'yes' if v.get('auto_matches_faster') else 'NO'} "
+            f"| {v.get('fastest_right_peer', '')} "
+            f"| {format(v['fastest_right_peer_ms'], '.2f') if 'fastest_right_peer_ms' in v else ''} "
+            f"| {format(v['default_ms'], '.2f') if 'default_ms' in v else ''} "
+            f"| {format(ratio, '.2f') if ratio is not None else ''} "
+            f"| {', '.join(v['wrong_gradients'])} |"
+        )
+    return "\n".join(lines)
