@@ -4,6 +4,7 @@
     metagym run DOMAIN [--profile P] [--learners a,b] [--out DIR] [--resume] [--jobs N] ...
     metagym plot DIR                               redraw a run's plots from its files
     metagym aggregate RUN... --out DIR             results over seeds
+    metagym report --profile quick --out DIR       the trade-off report (docs/report.md)
 
 ``metagym run DOMAIN --help`` lists the domain's flags: the run options below and one flag per
 field of the domain's profile. Every error the library raises for bad input, bad data or a
@@ -116,6 +117,39 @@ def build_parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--no-plots", action="store_true", help="write the results files only")
     aggregate.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     aggregate.set_defaults(handler=aggregate_command)
+
+    report = commands.add_parser(
+        "report",
+        help="the trade-off report: the lecture's claims about the three families, measured",
+        description="Run (or with --resume reuse) the experiments behind the six claims of the "
+        "lecture's trade-off table on sinusoid, Omniglot and meta-RL, then write DIR/report.md, "
+        "DIR/report.html (self-contained) and DIR/claims.json (docs/report.md).",
+    )
+    report.add_argument(
+        "--profile",
+        default="quick",
+        choices=["tiny", "quick", "paper"],
+        help="budgets: tiny (tests, seconds), quick (2 CPU cores, under 60 minutes), paper (GPU)",
+    )
+    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
+    report.add_argument(
+        "--data-root", default=None, help="folder of the data sets (Omniglot's npz files)"
+    )
+    report.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    report.add_argument(
+        "--domains",
+        default=None,
+        help="comma-separated subset of sinusoid,omniglot,rl (default: all; claims on a left-out "
+        "domain are shown as not measured)",
+    )
+    report.add_argument(
+        "--jobs", type=int, default=0, help="parallel learner processes (0: one per core on CPU)"
+    )
+    report.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N]")
+    report.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    report.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    report.set_defaults(handler=report_command)
     return parser
 
 
@@ -188,6 +222,34 @@ def aggregate_command(args: argparse.Namespace) -> int:
     print((Path(args.out) / "results.md").read_text())
     if not args.no_plots:
         return plot_command(argparse.Namespace(out_dir=args.out))
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from metagym.report.build import parse_domains, parse_seeds, report
+
+    seeds = parse_seeds(args.seeds)
+    only = parse_domains(args.domains)
+    command = f"metagym report --profile {args.profile} --out {args.out}"
+    command += " --resume" * args.resume + f" --seeds {args.seeds}" * (args.seeds != "0")
+    command += f" --domains {args.domains}" * (args.domains is not None)
+    result = report(
+        args.profile,
+        Path(args.out),
+        resume=args.resume,
+        data_root=args.data_root,
+        seeds=seeds,
+        only_domains=only,
+        jobs=args.jobs,
+        device=args.device,
+        progress=False if args.no_progress else None,
+        command=command,
+    )
+    for claim in result["claims"]:
+        print(f"claim {claim['id']}: {claim['verdict']:<12}  {claim['title']}")
+    out = Path(args.out)
+    print(f"report: {out / 'report.md'}, {out / 'report.html'}, {out / 'claims.json'}")
+    print(f"wall time {result['wall_s']:.0f} s")
     return 0
 
 
