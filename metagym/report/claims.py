@@ -238,13 +238,18 @@ def normalized_row(
     return normalized(score, trivial, oracle)
 
 
+#: A normalized score must exceed this (beyond its interval) to count as learned: accuracies of
+#: float32 predictions at chance differ from 1 / ways by ~1e-9.
+LEARNED_MARGIN = 1e-6
+
+
 def learned(ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, learner: str) -> bool:
     """True when the learner's normalized ``test`` score lies above 0 (beats the trivial
     baseline); True when no references exist to tell (nothing to check against)."""
     if domain not in ev.references:
         return True
     n = normalized_row(ev, rows, domain, learner, "test")
-    return n is not None and n.mean - n.ci95 > 0
+    return n is not None and n.mean - n.ci95 > LEARNED_MARGIN
 
 
 def comparison(
