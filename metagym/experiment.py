@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -184,6 +185,19 @@ def run_learner(
     return record
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker once the runner process is gone (a ``kill`` of
+    ``metagym run`` would otherwise leave its workers training, orphaned). Checkpoints are
+    atomic, so ``--resume`` continues from the last one."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker(job: dict[str, Any]) -> dict[str, Any]:
     """Run one learner in a worker process (spawned: everything arrives by pickling)."""
     torch.set_num_threads(job["threads"])
@@ -265,7 +279,12 @@ def run_variant(
             }
             for name in order
         ]
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            jobs,
+            mp_context=get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             for record in pool.map(_worker, work):
                 records[record["learner"]] = record
     if not is_main_process():

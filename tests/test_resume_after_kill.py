@@ -142,3 +142,62 @@ def test_killed_at_a_random_moment_resumes_to_the_same_results(seed, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert _rows(broken) == _rows(whole)
+
+
+def _children(pid: int) -> set[int]:
+    """The child processes of ``pid`` (Linux: /proc/<pid>/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text()
+        found |= {int(c) for c in text.split()}
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_workers_end_when_the_runner_is_killed(tmp_path):
+    out = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "metagym",
+        "run",
+        "sinusoid",
+        "--profile",
+        "tiny",
+        "--learners",
+        "maml,blackbox",
+        "--iterations",
+        "100000",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not all((out / "runs" / n / "metrics.csv").exists() for n in ("maml", "blackbox")):
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = _children(process.pid)
+    assert workers
+    os.kill(process.pid, signal.SIGKILL)  # the runner only, not its process group
+    process.wait()
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = {w for w in alive if Path(f"/proc/{w}").exists() and _not_zombie(w)}
+    for worker in alive:  # do not leave them running if the test fails
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, f"workers {sorted(alive)} outlived the killed runner"
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
