@@ -37,7 +37,7 @@ def tiny_report(tmp_path_factory):
 
 
 def test_every_claim_has_numbers_a_figure_and_a_computed_verdict(tiny_report):
-    out, _, with_omniglot = tiny_report
+    out, _, _ = tiny_report
     result = json.loads((out / "claims.json").read_text())
     claims = result["claims"]
     assert [c["id"] for c in claims] == [1, 2, 3, 4, 5, 6]
@@ -46,9 +46,12 @@ def test_every_claim_has_numbers_a_figure_and_a_computed_verdict(tiny_report):
         assert claim["rule"] and claim["comparisons"], claim["id"]
         figure = out / claim["figure"]
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        numbers = [c["value"] for c in claim["comparisons"] if c["value"] is not None]
-        if claim["id"] != 4 or with_omniglot:
-            assert numbers, f"claim {claim['id']} has no measured number"
+        # Every comparison has a number, or says why not (at tiny budgets a learner may not
+        # learn at all, and the report must then say so rather than compare noise).
+        for comparison in claim["comparisons"]:
+            assert comparison["value"] is not None or comparison.get("note"), comparison
+        if claim["id"] == 5:
+            assert all(c["value"] is not None for c in claim["comparisons"])
         if claim["id"] != 4:  # claim 4 needs both of its parts
             assert claim["verdict"] == combine(c["verdict"] for c in claim["comparisons"])
     four = claims[3]

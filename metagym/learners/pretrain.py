@@ -50,7 +50,12 @@ class StepSizeTuning:
         best_lr, best_score = self.fine_tune_lr, math.inf
         for lr in self.lr_grid:
             self.set_fine_tune_lr(lr)
-            score = sign * sum(distribution.score(self.adapt(t), t) for t in tasks) / len(tasks)
+            adapted = self.adapt_many(tasks, [self.eval_steps])  # batched where it can be
+            scores = [
+                distribution.score(p[self.eval_steps], t)
+                for p, t in zip(adapted, tasks, strict=True)
+            ]
+            score = sign * sum(scores) / len(tasks)
             if math.isfinite(score) and score < best_score:
                 best_lr, best_score = lr, score
         self.set_fine_tune_lr(best_lr)
