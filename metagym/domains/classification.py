@@ -88,7 +88,7 @@ class ClassificationProfile(Profile):
             "anil": 1500,
             "reptile": 1500,
             "protomaml": 800,
-            "maml++": 400,
+            "maml++": 800,
             "transformer": 1500,
         },
         low=1,
@@ -144,7 +144,7 @@ class ClassificationProfile(Profile):
     """Reptile's inner steps at test time"""
     protomaml_inner_lr: float = setting(0.1, above=0.0, high=1e3)
     """ProtoMAML's inner SGD step size"""
-    mamlpp_steps: int = setting(3, low=1, high=100)
+    mamlpp_steps: int = setting(2, low=1, high=100)
     """MAML++'s inner steps (training and test; the paper takes 5)"""
     log_every: int = setting(50, low=1)
     """meta-iterations between rows of metrics.csv"""
