@@ -488,7 +488,8 @@ def write_extras(context: Context, out_dir: Path, results: dict, extras: dict) -
 DOMAIN = register(
     Domain(
         name="rl",
-        summary="meta-RL on a task-protocol Gymnasium environment (--env id or module:Class)",
+        summary="meta-RL on a task-protocol Gymnasium environment (--env id or module:Class; "
+        "Meta-World: metaworld/ML1-<env>-v3, metaworld/ML10, metaworld/ML45)",
         profile_class=RLProfile,
         profiles=PROFILES,
         recipes=_recipes(),
