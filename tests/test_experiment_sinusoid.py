@@ -54,8 +54,8 @@ def test_script_writes_results_in_the_schema(tmp_path):
 
 
 def test_bad_arguments_fail_before_training(tmp_path):
-    result = _run("--learners", "maml,reptile", "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "reptile" in result.stderr and "accepted" in result.stderr
+    result = _run("--learners", "maml,reptil", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "reptil" in result.stderr and "accepted" in result.stderr
     assert not (tmp_path / "o").exists()
     result = _run("--shots", "0", "--out", str(tmp_path / "o"))
     assert result.returncode != 0 and "shots" in result.stderr

@@ -31,7 +31,7 @@ def _trained(name, distribution, tmp_path, iterations):
 def test_learner_lowers_query_loss_after_one_step(name, tmp_path):
     distribution = SinusoidTasks(shots=10)
     tasks = distribution.sample(40, "train", make_generator(123))
-    iterations = {"blackbox": 2000, "anil-fo": 1000}.get(name, 300)
+    iterations = {"blackbox": 2000, "anil-fo": 1000, "reptile": 600}.get(name, 300)
     learner, run = _trained(name, distribution, tmp_path, iterations)
     before = _mse(learner, distribution, tasks, (1,))
     run()
