@@ -78,9 +78,11 @@ class MAMLPlusPlus(MAML):
         if maml.setdefault("backend", "higher") not in ("higher", "auto"):
             raise ValueError("MAML++ runs on backend='higher' (its multi-step loss is per task)")
         maml["backend"] = "higher"
-        if isinstance(total_updates, bool) or not isinstance(total_updates, int):
-            raise ValueError(f"total_updates must be an int >= 1, got {total_updates!r}")
-        if total_updates < 1:
+        if (
+            isinstance(total_updates, bool)
+            or not isinstance(total_updates, int)
+            or total_updates < 1
+        ):
             raise ValueError(f"total_updates must be an int >= 1, got {total_updates!r}")
         for label, value in (
             ("multi_step_loss", multi_step_loss),

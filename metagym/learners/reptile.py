@@ -61,9 +61,11 @@ class Reptile(MAML):
     ):
         if train_steps < 1:
             raise ValueError(f"Reptile needs train_steps >= 1, got {train_steps!r}")
-        if isinstance(total_updates, bool) or not isinstance(total_updates, int):
-            raise ValueError(f"total_updates must be an int >= 0, got {total_updates!r}")
-        if total_updates < 0:
+        if (
+            isinstance(total_updates, bool)
+            or not isinstance(total_updates, int)
+            or total_updates < 0
+        ):
             raise ValueError(f"total_updates must be an int >= 0, got {total_updates!r}")
         super().__init__(
             model,
