@@ -6,7 +6,7 @@ Builds the quick profile's MAML net (conv4, 64 channels, BatchNorm with batch st
 1-shot, 1 query per class, inner lr 0.4), draws ``--tasks`` tasks of the ``test`` split and times
 :func:`metagym.evaluate.evaluate` at the quick profile's steps (0, 1, 3) and at the step sweep's
 (0, 1, 2, 3, 5, 10), with the same weights on both paths, interleaved, ``--rounds`` times (median
-seconds per task). It also reports the largest difference of the mean accuracies (they must be
+seconds per task, wall clock and CPU time). It also reports the largest difference of the mean accuracies (they must be
 equal: the same tasks, the same adaptation). ``--train N`` first meta-trains N steps so that the
 accuracies are not chance. A measurement, never a test.
 """
@@ -61,25 +61,33 @@ def main(argv: list[str] | None = None) -> dict:
         ("sweep (0..10)", (0, 1, 2, 3, 5, 10)),
     ):
         seconds: dict[str, list[float]] = {"loop (higher)": [], "batched (vmap)": []}
+        cpu: dict[str, list[float]] = {name: [] for name in seconds}
         means: dict[str, list[float]] = {}
         for r in range(args.rounds):
             order = list(zip(seconds, (loop, batched), strict=True))
             for name, learner in order if r % 2 == 0 else order[::-1]:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 rows = evaluate(learner, distribution, "test", tasks, steps, progress=False)
                 seconds[name].append((time.perf_counter() - start) / len(tasks))
+                cpu[name].append((time.thread_time() - start_cpu) / len(tasks))
                 means[name] = [row["mean"] for row in rows]
         medians = {name: statistics.median(v) for name, v in seconds.items()}
+        cpu_medians = {name: statistics.median(v) for name, v in cpu.items()}
         diff = max(abs(a - b) for a, b in zip(*means.values(), strict=True))
         results[label] = {
             "s_per_task": medians,
             "batched_over_loop": medians["batched (vmap)"] / medians["loop (higher)"],
+            "cpu_s_per_task": cpu_medians,
+            "batched_over_loop_cpu": cpu_medians["batched (vmap)"] / cpu_medians["loop (higher)"],
             "mean_accuracy": means,
             "max_accuracy_difference": diff,
         }
         print(
             f"{label}: loop {medians['loop (higher)'] * 1e3:.1f} ms/task, batched "
             f"{medians['batched (vmap)'] * 1e3:.1f} ms/task (x{results[label]['batched_over_loop']:.2f}); "
+            f"CPU time {cpu_medians['loop (higher)'] * 1e3:.1f} vs "
+            f"{cpu_medians['batched (vmap)'] * 1e3:.1f} ms/task "
+            f"(x{results[label]['batched_over_loop_cpu']:.2f}); "
             f"accuracies {means['loop (higher)']} vs {means['batched (vmap)']}",
             flush=True,
         )
