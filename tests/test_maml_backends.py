@@ -1,8 +1,9 @@
-"""MAML's two backends: the task-batched torch.func path (backend="vmap") against higher.
+"""MAML's torch.func backends, the task-batched path (backend="vmap") and the per-task path with
+fused kernels (backend="loop"), against higher.
 
-Every net the vmap backend accepts gets the same meta-gradients as the higher path (1e-5 relative,
-float32) in first and second order, with 1 and 5 inner steps, with and without Meta-SGD; a
-finite-difference check confirms one small case independently of both.
+Every net they accept gets the same meta-gradients as the higher path (1e-5 relative, float32; nets
+with normalization 1e-10 in float64) in first and second order, with 1 and 5 inner steps, with and
+without Meta-SGD; a finite-difference check confirms one small case independently of them.
 
 Set METAGYM_TEST_DEVICE=cuda to run these on a GPU (benchmarks/gpu_check.sh does).
 """
@@ -117,13 +118,17 @@ CASES = {
 }
 
 
-def _pair(case, **kwargs):
-    """Two learners with identical weights: backend higher and backend vmap, and the tasks."""
+#: The torch.func backends, each checked against higher.
+FUNC_BACKENDS = ("vmap", "loop")
+
+
+def _pair(case, backend="vmap", **kwargs):
+    """Two learners with identical weights: backend higher and ``backend``, and the tasks."""
     build, loss, tasks, lr = CASES[case]
     reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, backend="higher", **kwargs))
     reference = reference.to(DEVICE)
     batched = copy.deepcopy(reference)
-    batched.backend = "vmap"
+    batched.backend = backend
     return reference, batched, [t.to(DEVICE) for t in tasks()]
 
 
@@ -141,13 +146,14 @@ def _assert_same_grads(reference, batched):
         _assert_close_relative(q.grad, p.grad, label=name)
 
 
+@pytest.mark.parametrize("backend", FUNC_BACKENDS)
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
 @pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
-def test_meta_gradients_equal_higher(case, steps, first_order, meta_sgd):
+def test_meta_gradients_equal_higher(backend, case, steps, first_order, meta_sgd):
     reference, batched, tasks = _pair(
-        case, train_steps=steps, first_order=first_order, meta_sgd=meta_sgd
+        case, backend, train_steps=steps, first_order=first_order, meta_sgd=meta_sgd
     )
     want = reference.compute_meta_gradients(tasks)
     got = batched.compute_meta_gradients(tasks)
@@ -174,9 +180,10 @@ def test_meta_training_steps_reach_the_same_weights():
     assert reference.config()["backend_used"] == "higher"
 
 
+@pytest.mark.parametrize("backend", FUNC_BACKENDS)
 @pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
-def test_adaptation_at_test_time_equals_higher(meta_sgd):
-    reference, batched, tasks = _pair("sinusoid-mlp", meta_sgd=meta_sgd)
+def test_adaptation_at_test_time_equals_higher(backend, meta_sgd):
+    reference, batched, tasks = _pair("sinusoid-mlp", backend, meta_sgd=meta_sgd)
     with torch.no_grad():  # make Meta-SGD's step sizes differ per weight
         for lr in reference.learning_rates or []:
             lr.mul_(torch.rand(lr.shape, generator=make_generator(1)).to(lr) + 0.5)
@@ -196,7 +203,7 @@ def test_adapted_model_backends_agree(first_order):
     model = _seeded(lambda: mlp(1, [16], 1)).to(DEVICE)
     task = _sinusoid_tasks(1)[0].to(DEVICE)
     grads = {}
-    for backend in ("higher", "vmap"):
+    for backend in ("higher", *FUNC_BACKENDS):
         model.zero_grad()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         with adapted_model(
@@ -215,8 +222,9 @@ def test_adapted_model_backends_agree(first_order):
                 loss.backward()
         assert len(adaptation.support_losses) == 3 and sorted(adaptation.snapshots) == [0, 3]
         grads[backend] = [p.grad.clone() for p in model.parameters()]
-    for got, want in zip(grads["vmap"], grads["higher"], strict=True):
-        _assert_close_relative(got, want)
+    for backend in FUNC_BACKENDS:
+        for got, want in zip(grads[backend], grads["higher"], strict=True):
+            _assert_close_relative(got, want, label=backend)
 
 
 def test_meta_gradient_matches_finite_differences():
@@ -259,9 +267,9 @@ def test_meta_gradient_matches_finite_differences():
         torch.testing.assert_close(p.grad, numeric, rtol=1e-6, atol=1e-9, msg=name)
 
 
-def _conv4_bn(hidden=8, ways=3):
+def _conv4_bn(hidden=8, ways=3, size=16):
     conv4 = pytest.importorskip("metagym.nets.conv4").conv4
-    return conv4(1, hidden, out_features=ways, track_running_stats=False, image_size=(16, 16))
+    return conv4(1, hidden, out_features=ways, track_running_stats=False, image_size=(size, size))
 
 
 def _group_norm_net():
@@ -281,6 +289,13 @@ NORM_CASES = {
         _conv4_bn,
         nn.functional.cross_entropy,
         lambda: _classification_tasks(image=True, size=16, dtype=torch.float64),
+        0.4,
+    ),
+    # Omniglot's 28x28 images: max-pools of odd sizes (7 -> 3 -> 1) drop a row and a column.
+    "conv4-batchnorm-28": (
+        lambda: _conv4_bn(hidden=4, size=28),
+        nn.functional.cross_entropy,
+        lambda: _classification_tasks(n=2, image=True, size=28, dtype=torch.float64),
         0.4,
     ),
     "mlp-layernorm": (
@@ -307,18 +322,22 @@ def max_relative_difference(got: list, want: list) -> float:
     return diff / scale
 
 
+@pytest.mark.parametrize("backend", FUNC_BACKENDS)
 @pytest.mark.parametrize("case", sorted(NORM_CASES))
 @pytest.mark.parametrize("steps", [1, 5])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
 @pytest.mark.parametrize("meta_sgd", [False, True], ids=["maml", "meta-sgd"])
-def test_normalization_meta_gradients_equal_higher_float64(case, steps, first_order, meta_sgd):
+def test_normalization_meta_gradients_equal_higher_float64(
+    backend, case, steps, first_order, meta_sgd
+):
     """BatchNorm (batch statistics), LayerNorm and GroupNorm on the vmap backend run through a
-    functional normalization: float64 meta-gradients equal higher's to 1e-10 (the one measure)."""
+    functional normalization, on the loop backend through torch's kernels (and 2x2 max-pools
+    through max_pool2x2): float64 meta-gradients equal higher's to 1e-10 (the one measure)."""
     build, loss, tasks, lr = NORM_CASES[case]
     kwargs = {"train_steps": steps, "first_order": first_order, "meta_sgd": meta_sgd}
     reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, **kwargs, backend="higher"))
     reference = reference.double().to(DEVICE)
-    batched = MAML(copy.deepcopy(reference.model), loss, inner_lr=lr, **kwargs, backend="vmap")
+    batched = MAML(copy.deepcopy(reference.model), loss, inner_lr=lr, **kwargs, backend=backend)
     batched.load_state_dict(reference.state_dict())
     tasks = [t.to(DEVICE) for t in tasks()]
     want = reference.compute_meta_gradients(tasks)
@@ -403,7 +422,7 @@ def test_vmap_backend_refuses_running_statistics_and_norms_outside_chains():
 
 def test_vmap_backend_input_errors():
     with pytest.raises(
-        ValueError, match="unknown MAML backend 'jax'; accepted: auto, higher, vmap"
+        ValueError, match="unknown MAML backend 'jax'; accepted: auto, higher, vmap, loop"
     ):
         MAML(mlp(1, [4], 1), backend="jax")
     learner = MAML(mlp(1, [4], 1), backend="vmap")
@@ -522,15 +541,15 @@ def test_rl_policies_policy_gradient_meta_gradients_equal_higher(kind, first_ord
 
 
 def test_auto_backend_choice_is_recorded_and_checkpoints_load_across_backends(tmp_path):
-    """ "auto" picks vmap for MLPs and higher for conv nets on the CPU (vmap on CUDA), higher for
-    nets the vmap backend refuses; config() says which ran; a saved run loads again."""
+    """ "auto" picks vmap for MLPs and the loop for conv nets on the CPU (vmap on CUDA), higher
+    for nets the vmap backend refuses; config() says which ran; a saved run loads again."""
     mlp_learner = MAML(mlp(1, [8], 1))
     assert mlp_learner.config()["backend"] == "auto"
     assert mlp_learner.backend == mlp_learner.config()["backend_used"] == "vmap"
     conv = MAML(_conv_net(), nn.functional.cross_entropy)
-    assert choose_backend(conv.model, "cpu") == "higher"
+    assert choose_backend(conv.model, "cpu") == "loop"
     assert choose_backend(conv.model, "cuda") == "vmap"
-    assert conv.backend == ("vmap" if DEVICE.type == "cuda" else "higher")
+    assert conv.backend == ("vmap" if DEVICE.type == "cuda" else "loop")
     recurrent = nn.Sequential(nn.Linear(1, 4), nn.GRU(4, 4))
     assert choose_backend(recurrent, "cuda") == choose_backend(recurrent, "cpu") == "higher"
     tracked = nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
@@ -539,7 +558,7 @@ def test_auto_backend_choice_is_recorded_and_checkpoints_load_across_backends(tm
     trained = _seeded(lambda: MAML(mlp(1, [8], 1), backend="auto"))
     trained.meta_train_step(_sinusoid_tasks(3))
     trained.save(tmp_path / "maml.pt")
-    for backend in ("auto", "higher", "vmap"):
+    for backend in ("auto", "higher", "vmap", "loop"):
         fresh = MAML(mlp(1, [8], 1), backend=backend)
         fresh.load(tmp_path / "maml.pt")
         for p, q in zip(trained.parameters(), fresh.parameters(), strict=True):

@@ -3,10 +3,13 @@ or, task-batched, through ``torch.func``.
 
 This is the only module that imports ``higher``. :func:`adapted_model` is the one adaptation
 routine of the library: supervised MAML, the fine-tuning baseline and MAML-RL all call it and
-differ only in the support loss they pass. It has two backends: ``"higher"`` (the default and
-the reference) and ``"vmap"`` (:mod:`metagym.learners.maml_batched`: the same SGD steps written
-with ``torch.func``; :class:`MAML` with ``backend="vmap"`` adapts a whole meta-batch in one
-vectorized call, about 10x faster for small nets, and refuses nets with normalization layers).
+differ only in the support loss they pass. It has three backends: ``"higher"`` (the reference),
+``"vmap"`` (:mod:`metagym.learners.maml_batched`: the same SGD steps written with
+``torch.func``; :class:`MAML` with ``backend="vmap"`` adapts a whole meta-batch in one
+vectorized call, about 10x faster for small nets) and ``"loop"`` (the same ``torch.func`` steps
+task by task with torch's fused normalization kernels and a faster 2x2 max-pool: the fastest
+right path for conv nets on a CPU). :class:`MAML`'s default, ``"auto"``, picks one of them
+(:func:`choose_backend`).
 
 Notes measured with torch 2.13 + higher 0.2.1 (see DESIGN.md):
 - BatchNorm running statistics never reach the original model, so nets must use BatchNorm with
@@ -43,7 +46,7 @@ from metagym.tasks.base import Examples, SupervisedTask, stack_tasks
 LossOfModel = Callable[[nn.Module], Tensor]
 
 #: Backends of :func:`adapted_model` (one task at a time).
-BACKENDS = ("higher", "vmap")
+BACKENDS = ("higher", "vmap", "loop")
 #: Backends of :class:`MAML`: those and ``"auto"`` (:func:`choose_backend`, the default).
 MAML_BACKENDS = ("auto", *BACKENDS)
 
@@ -75,9 +78,10 @@ def choose_backend(model: nn.Module, device: torch.device | str = "cpu") -> str:
     1. ``"higher"`` when the vmap backend refuses the net (:func:`check_batchable`: recurrent
        layers, BatchNorm with running statistics, normalization layers outside plain chains...);
     2. ``"vmap"`` on a GPU (measured 10-17x the per-task loop: sinusoid MLP, conv4);
-    3. on the CPU, ``"higher"`` for nets with convolutions (conv4 on 2 cores: the loop 1.2-3x
-       faster than vmap, whose batched convolutions and normalizations lose to per-task kernels)
-       and ``"vmap"`` for the rest (MLPs: about 9x the loop).
+    3. on the CPU, ``"loop"`` for nets with convolutions (conv4 on 2 cores: a per-task loop beats
+       vmap, whose batched convolutions and normalizations lose to per-task kernels; the
+       torch.func loop with fused kernels and a faster 2x2 max-pool beats higher's) and
+       ``"vmap"`` for the rest (MLPs: about 9x the loop).
 
     Cached per model and device type.
     """
@@ -90,7 +94,7 @@ def choose_backend(model: nn.Module, device: torch.device | str = "cpu") -> str:
             cache[kind] = "higher"
         else:
             has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-            cache[kind] = "higher" if kind == "cpu" and has_conv else "vmap"
+            cache[kind] = "loop" if kind == "cpu" and has_conv else "vmap"
     return cache[kind]
 
 
@@ -152,10 +156,13 @@ def adapted_model(
         meta_grad: keep the graph needed for meta-gradients (False for evaluation).
         first_order: drop second-order terms (then call :func:`first_order_backward`).
         snapshots: step counts after which to keep a detached copy of the fast weights.
-        backend: ``"higher"`` (default, the reference) or ``"vmap"``: the same steps through
-            ``torch.func`` (:func:`metagym.learners.maml_batched.inner_loop`); it takes plain SGD
-            only and refuses nets with normalization layers. Its ``model`` is a
-            :class:`~metagym.learners.maml_batched.FunctionalModel`.
+        backend: ``"higher"`` (default, the reference), ``"vmap"`` (the same steps through
+            ``torch.func``, :func:`metagym.learners.maml_batched.inner_loop`, normalization
+            written from plain operations so that it is right under ``vmap``; refuses the nets
+            :func:`~metagym.learners.maml_batched.check_batchable` refuses) or ``"loop"`` (the
+            same ``torch.func`` steps with torch's fused normalization kernels and a faster 2x2
+            max-pool on the CPU; never under ``vmap``; any net). Both take plain SGD only; their
+            ``model`` is a :class:`~metagym.learners.maml_batched.FunctionalModel`.
         step_learning_rates: one list like ``learning_rates`` per inner step (MAML++'s per-layer
             per-step rates); steps past its end take its last entry. Overrides ``learning_rates``.
         initial_weights: the fast weights to start from, one tensor per parameter of ``model``
@@ -175,7 +182,7 @@ def adapted_model(
                 f"initial_weights must match the model's parameter shapes {shapes}, got "
                 f"{[tuple(w.shape) for w in initial_weights]}"
             )
-    if check_backend(backend) == "vmap":
+    if check_backend(backend) in ("vmap", "loop"):
         yield _adapted_model_func(
             model,
             inner_optimizer,
@@ -188,6 +195,7 @@ def adapted_model(
             step_learning_rates=step_learning_rates,
             initial_weights=initial_weights,
             on_step=on_step,
+            fused=backend == "loop",
         )
         return
     override = {"lr": list(learning_rates)} if learning_rates is not None else None
@@ -267,9 +275,12 @@ def _adapted_model_func(
     step_learning_rates: Sequence[Sequence[Tensor]] | None = None,
     initial_weights: Sequence[Tensor] | None = None,
     on_step: Callable[[int, nn.Module], None] | None = None,
+    fused: bool = False,
 ) -> Adaptation:
-    """:func:`adapted_model`'s ``"vmap"`` backend for one task (no task dimension to map over)."""
-    check_batchable(model)
+    """:func:`adapted_model`'s ``"vmap"`` backend for one task (no task dimension to map over),
+    or with ``fused`` its ``"loop"`` backend (torch's fused kernels, any module)."""
+    if not fused:
+        check_batchable(model)
     check_plain_sgd(inner_optimizer)
     buffers = dict(model.named_buffers())
     params = dict(model.named_parameters())
@@ -281,7 +292,7 @@ def _adapted_model_func(
         else learning_rates_by_name(model, inner_optimizer, learning_rates)
     )
     result = inner_loop(
-        lambda weights: support_loss(FunctionalModel(model, weights, buffers)),
+        lambda weights: support_loss(FunctionalModel(model, weights, buffers, fused=fused)),
         params,
         steps=steps,
         learning_rates=rates,
@@ -291,11 +302,13 @@ def _adapted_model_func(
         on_step=(
             None
             if on_step is None
-            else lambda step, weights: on_step(step, FunctionalModel(model, weights, buffers))
+            else lambda step, weights: on_step(
+                step, FunctionalModel(model, weights, buffers, fused=fused)
+            )
         ),
     )
     return Adaptation(
-        FunctionalModel(model, result.weights, buffers),
+        FunctionalModel(model, result.weights, buffers, fused=fused),
         [float(loss) for loss in result.support_losses],
         {s: list(weights.values()) for s, weights in result.snapshots.items()},
     )
@@ -371,12 +384,13 @@ class MAML(Learner):
         meta_sgd: learn one step size per weight (Meta-SGD).
         meta_lr: Adam step size of the meta-optimizer.
         backend: ``"auto"`` (default: :func:`choose_backend` picks, for the net and the device
-            it is on when it runs, the faster of the two), ``"higher"`` (the reference: a loop
-            over tasks) or ``"vmap"`` (the whole meta-batch in one ``torch.func.vmap`` call;
+            it is on when it runs, the fastest right one), ``"higher"`` (the reference: a loop
+            over tasks), ``"loop"`` (a loop over tasks through ``torch.func`` with fused
+            kernels: the fastest on the CPU for conv nets) or ``"vmap"`` (the whole meta-batch in one ``torch.func.vmap`` call;
             about 10x faster for small nets such as the sinusoid MLP, same meta-gradients;
             BatchNorm with batch statistics, LayerNorm and GroupNorm run through a functional
             normalization; refuses running statistics, InstanceNorm and recurrent layers; tasks
-            of a meta-batch must have equal sizes). Both give the same meta-gradients and the
+            of a meta-batch must have equal sizes). All give the same meta-gradients and the
             same checkpoints; ``config()`` records the one that ran as ``backend_used``.
         chunk_size: with the vmap backend, tasks per ``vmap`` call: a meta-batch is split into
             chunks whose meta-gradients are accumulated (the same meta-gradients, memory bounded

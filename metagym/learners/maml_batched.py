@@ -41,6 +41,9 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.utils._pytree import tree_leaves
 
+from metagym.nets.native_conv import conv2d as native_conv2d
+from metagym.nets.pooling import max_pool2x2
+
 #: Normalization layers (all of torch's). ``F.batch_norm`` and friends under ``vmap`` give wrong
 #: second-order meta-gradients, so the vmap backend never calls them: it runs the layers of
 #: :data:`FUNCTIONAL_NORMS` through :func:`normalize` (plain tensor operations) and refuses the rest.
@@ -229,6 +232,8 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
             return [("conv2d", m, prefix)]
         if _functional_norm(m):
             return [("norm", m, prefix)]
+        if _is_pool2x2(m):
+            return [("pool", m, prefix)]
         if _stateless(m):
             return [("call", m, prefix)]
         return None
@@ -236,6 +241,18 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
     chain = walk(module, "") if not has_tied_weights(module) else None
     _CHAINS[module] = chain
     return chain
+
+
+def _is_pool2x2(module: nn.Module) -> bool:
+    """An ``nn.MaxPool2d`` that is exactly ``F.max_pool2d(x, 2)`` (what :func:`max_pool2x2` computes)."""
+    if type(module) is not nn.MaxPool2d:
+        return False
+    settings = (module.kernel_size, module.stride, module.padding, module.dilation)
+    return (
+        all(v in (value, (value, value)) for v, value in zip(settings, (2, 2, 0, 1), strict=True))
+        and not module.ceil_mode
+        and not module.return_indices
+    )
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -246,12 +263,19 @@ def _has_hooks(module: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
-def _run_chain(chain: list[_Layer], weights: Mapping[str, Tensor], x: Tensor) -> Tensor:
+def _run_chain(
+    chain: list[_Layer], weights: Mapping[str, Tensor], x: Tensor, fused: bool = False
+) -> Tensor:
+    """Run a plain chain on ``x`` with ``weights``. Normalization layers go through
+    :func:`normalize` (plain operations, right under ``vmap``) or, with ``fused`` (never under
+    ``vmap``), through torch's own kernels; ``fused`` also pools 2x2 on the CPU with
+    :func:`~metagym.nets.pooling.max_pool2x2` and convolves single-channel inputs with
+    :func:`~metagym.nets.native_conv.conv2d` (the same values and gradients, faster)."""
     for kind, layer, prefix in chain:
         if kind == "linear":
             x = F.linear(x, weights[prefix + "weight"], weights.get(prefix + "bias"))
         elif kind == "conv2d":
-            x = F.conv2d(
+            x = (native_conv2d if fused else F.conv2d)(
                 x,
                 weights[prefix + "weight"],
                 weights.get(prefix + "bias"),
@@ -260,11 +284,27 @@ def _run_chain(chain: list[_Layer], weights: Mapping[str, Tensor], x: Tensor) ->
                 layer.dilation,
                 layer.groups,
             )
+        elif kind == "norm" and fused:
+            x = _fused_normalize(
+                layer, x, weights.get(prefix + "weight"), weights.get(prefix + "bias")
+            )
         elif kind == "norm":
             x = normalize(layer, x, weights.get(prefix + "weight"), weights.get(prefix + "bias"))
+        elif kind == "pool" and fused and x.device.type == "cpu":
+            x = max_pool2x2(x)
         else:
             x = layer(x)
     return x
+
+
+def _fused_normalize(layer: nn.Module, x: Tensor, weight: Tensor | None, bias: Tensor | None):
+    """``layer`` with ``weight`` and ``bias`` through torch's kernel (batch statistics for
+    BatchNorm, as :func:`normalize`); right outside ``vmap`` only."""
+    if isinstance(layer, nn.LayerNorm):
+        return F.layer_norm(x, layer.normalized_shape, weight, bias, layer.eps)
+    if isinstance(layer, nn.GroupNorm):
+        return F.group_norm(x, layer.num_groups, weight, bias, layer.eps)
+    return F.batch_norm(x, None, None, weight, bias, True, 0.0, layer.eps)
 
 
 class FunctionalModel:
@@ -272,15 +312,24 @@ class FunctionalModel:
 
     ``model(x, params=weights)`` runs other weights (a dict, or a list in ``parameters()`` order),
     as higher's functional models do, so :func:`metagym.learners.maml.functional_predictor` and
-    :func:`metagym.learners.maml.first_order_backward` work with it.
+    :func:`metagym.learners.maml.first_order_backward` work with it. ``fused`` runs a plain
+    chain's normalization and 2x2 pooling through torch's fused kernels and
+    :func:`~metagym.nets.pooling.max_pool2x2` (faster; wrong second derivatives under ``vmap``,
+    so only for models run task by task: the ``"loop"`` backend).
     """
 
     def __init__(
-        self, module: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor]
+        self,
+        module: nn.Module,
+        params: Mapping[str, Tensor],
+        buffers: Mapping[str, Tensor],
+        *,
+        fused: bool = False,
     ):
         self.module = module
         self.params = dict(params)
         self.buffers = dict(buffers)
+        self.fused = fused
 
     def __call__(
         self,
@@ -296,7 +345,7 @@ class FunctionalModel:
             weights = dict(zip(self.params, params, strict=True))
         chain = plain_chain(self.module)
         if chain is not None and len(args) == 1 and not kwargs and not _has_hooks(self.module):
-            return _run_chain(chain, weights, args[0])
+            return _run_chain(chain, weights, args[0], self.fused)
         return functional_call(
             self.module,
             (weights, self.buffers),
