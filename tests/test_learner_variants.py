@@ -73,6 +73,57 @@ def test_reptile_outer_step_moves_towards_the_mean_adapted_weights(backend):
     torch.testing.assert_close(model.bias.detach(), b0 + outer * (mean_b - b0))
 
 
+def _labelled_task(seed: int, ways: int = 3, shots: int = 1, queries: int = 3) -> SupervisedTask:
+    g = torch.Generator().manual_seed(seed)
+
+    def examples(per_class):
+        y = torch.arange(ways).repeat(per_class)[torch.randperm(ways * per_class, generator=g)]
+        return Examples(torch.randn(len(y), 2, generator=g, dtype=torch.float64), y)
+
+    return SupervisedTask(examples(shots), examples(queries))
+
+
+@pytest.mark.parametrize("backend", ["higher", "vmap"])
+def test_reptile_inner_steps_take_class_balanced_minibatches_in_turn(backend):
+    torch.manual_seed(0)
+    model = nn.Linear(2, 3).double()
+    theta = [p.detach().clone() for p in model.parameters()]
+    tasks = [_labelled_task(1), _labelled_task(2)]
+    lr, steps, batches = 0.5, 3, 2
+    learner = Reptile(
+        model,
+        F.cross_entropy,
+        inner_lr=lr,
+        train_steps=steps,
+        train_batches=batches,
+        outer_lr=1.0,
+        backend=backend,
+    )
+    learner.meta_train_step(tasks)
+    adapted = []
+    for task in tasks:
+        x = torch.cat([task.support.x, task.query.x])
+        y = torch.cat([task.support.y, task.query.y])
+        order = torch.argsort(y, stable=True)
+        x, y = x[order], y[order]
+        seen = []
+        w, b = (t.clone().requires_grad_() for t in theta)
+        for step in range(steps):  # minibatches 0, 1, 0: every other example by label
+            j = step % batches
+            xb, yb = x[j::batches], y[j::batches]
+            seen.append(torch.bincount(yb, minlength=3).tolist())
+            gw, gb = torch.autograd.grad(F.cross_entropy(xb @ w.T + b, yb), [w, b])
+            w, b = (w - lr * gw).detach().requires_grad_(), (b - lr * gb).detach().requires_grad_()
+        assert seen == [[2, 2, 2], [2, 2, 2], [2, 2, 2]]
+        adapted.append((w.detach(), b.detach()))
+    torch.testing.assert_close(model.weight.detach(), sum(w for w, _ in adapted) / 2)
+    torch.testing.assert_close(model.bias.detach(), sum(b for _, b in adapted) / 2)
+    full = Reptile(nn.Linear(2, 3).double(), F.cross_entropy, inner_lr=lr, train_steps=steps)
+    full.model.load_state_dict(dict(zip(["weight", "bias"], theta, strict=True)))
+    full.meta_train_step(tasks)  # one minibatch of all examples: a different update
+    assert not torch.allclose(full.model.weight, model.weight)
+
+
 def test_reptile_outer_step_size_anneals_linearly_to_zero():
     learner = Reptile(_linear(), inner_lr=0.1, train_steps=1, outer_lr=1.0, total_updates=4)
     rates = []
@@ -377,6 +428,8 @@ def test_variants_refuse_what_they_cannot_do():
         MAMLPlusPlus(_linear(), total_updates=0)
     with pytest.raises(ValueError, match="train_steps >= 1"):
         Reptile(_linear(), train_steps=0)
+    with pytest.raises(ValueError, match="train_batches"):
+        Reptile(_linear(), train_batches=0)
     with pytest.raises(ValueError, match="meta_sgd"):
         ANIL(nn.Linear(2, 2), nn.Linear(2, 1), meta_sgd=True)
     assert math.isfinite(cosine_rate(1.0, 0.5, 100, 10))

@@ -142,6 +142,8 @@ class ClassificationProfile(Profile):
     """Reptile's inner steps per task in meta-training (on support and query together)"""
     reptile_eval_steps: int = setting(10, low=1, high=1000)
     """Reptile's inner steps at test time"""
+    reptile_train_batches: int = setting(1, low=1, high=1000)
+    """minibatches (class-balanced) Reptile's training examples are split into, one per inner step in turn (1: every step on all)"""
     protomaml_inner_lr: float = setting(0.1, above=0.0, high=1e3)
     """ProtoMAML's inner SGD step size"""
     mamlpp_steps: int = setting(2, low=1, high=100)
@@ -277,6 +279,7 @@ def _reptile(context: Context) -> Learner:
         inner_lr=profile.reptile_inner_lr,
         train_steps=profile.reptile_steps,
         eval_steps=profile.reptile_eval_steps,
+        train_batches=profile.reptile_train_batches,
         total_updates=profile.iterations["reptile"],
     )
 

@@ -8,7 +8,7 @@ with every learner's predictions (``examples.json``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ from metagym.tasks.omniglot import (
 )
 
 SWEEP_STEPS = tuple(range(11))
+#: Reptile's meta-updates in the quick profile.
+REPTILE_QUICK = 3000
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,20 @@ class OmniglotProfile(ClassificationProfile):
     """shear levels of the ood-shear-* splits"""
     scale_levels: tuple[float, ...] = setting(DEFAULT_SCALE_LEVELS, above=0.0, high=1.0)
     """shrink factors of the ood-scale-* splits"""
+    reptile_train_queries: int = setting(0, low=0, high=19)
+    """query drawings per class of Reptile's training tasks (0: train_queries; the paper trains on 10 shots)"""
 
 
 PROFILES = {
     # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (docs/results/omniglot.md).
-    "quick": OmniglotProfile(),
+    # Reptile trains on 10 drawings per class, 5 inner steps on class-balanced minibatches of 10
+    # (the paper's train-shots 10, inner batch 10), so its updates cost a third of 5 full-batch
+    # steps on support and query together and it takes REPTILE_QUICK of them.
+    "quick": OmniglotProfile(
+        iterations={**ClassificationProfile().iterations, "reptile": REPTILE_QUICK},
+        reptile_train_queries=9,
+        reptile_train_batches=5,
+    ),
     # The papers' settings, for a GPU: Prototypical Networks train 60-way episodes with 5 queries
     # and halve Adam's 1e-3 every 2,000 episodes; MAML 60,000 meta-updates (batch 32 / 16).
     "paper": OmniglotProfile(
@@ -95,6 +106,8 @@ PROFILES = {
         maml_meta_batch_scale=1.0,
         lr_halving=2000,
         mamlpp_steps=5,
+        reptile_train_queries=9,
+        reptile_train_batches=5,
         log_every=100,
         checkpoint_every=2000,
     ),
@@ -132,7 +145,14 @@ PROFILES = {
         checkpoint_every=100,
     ),
     # For tests: seconds.
-    "tiny": OmniglotProfile(**TINY, sweep_tasks=2, shear_levels=(0.5,), scale_levels=(0.5,)),
+    "tiny": OmniglotProfile(
+        **TINY,
+        sweep_tasks=2,
+        shear_levels=(0.5,),
+        scale_levels=(0.5,),
+        reptile_train_queries=3,
+        reptile_train_batches=2,
+    ),
 }
 
 
@@ -158,11 +178,14 @@ def check_data_root(context: Context) -> None:
 def make_distribution(context: Context, key: str) -> OmniglotTasks:
     profile, ways = context.profile, context.variant["ways"]
     episode_ways = (profile.episode_ways,) if profile.episode_ways > ways else ()
+    train_queries = profile.train_queries
+    if key == "reptile":
+        train_queries = profile.reptile_train_queries
     return OmniglotTasks(
         ways,
         context.variant["shots"],
         profile.queries,
-        train_queries=profile.train_queries,
+        train_queries=train_queries,
         train_ways=episode_ways,
         protocol=profile.protocol,
         shear_levels=profile.shear_levels,
@@ -229,13 +252,26 @@ def write_extras(context: Context, out_dir: Path, results: dict, extras: dict) -
     write_json_atomic(example, out_dir / "examples.json")
 
 
+def reptile_distribution(context: Context) -> str:
+    """Reptile's own distribution (same evaluation tasks, its own training queries) when it takes
+    ``reptile_train_queries``; else the shared one."""
+    return "reptile" if context.profile.reptile_train_queries else "tasks"
+
+
+def recipes() -> dict[str, LearnerRecipe]:
+    """The classification recipes, Reptile's on :func:`reptile_distribution`."""
+    book = classification_recipes(extras=("predictions",))
+    book["reptile"] = replace(book["reptile"], distribution=reptile_distribution)
+    return book
+
+
 DOMAIN = register(
     Domain(
         name="omniglot",
         summary="few-shot Omniglot classification (N-way K-shot), shear and scale shifts",
         profile_class=OmniglotProfile,
         profiles=PROFILES,
-        recipes=classification_recipes(extras=("predictions",)),
+        recipes=recipes(),
         make_distribution=make_distribution,
         eval_splits=eval_splits,
         redraw=redraw,
