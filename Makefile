@@ -33,7 +33,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=15
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow

@@ -80,7 +80,7 @@ def _meta_gradient_paths(
     parity: bool,
     chunks: Sequence[int] = (),
 ) -> tuple[list[BenchPath], dict[str, str], dict]:
-    """metagym's two backends (and ``chunks`` variants of vmap), then the peers; every path's
+    """metagym's three backends (and ``chunks`` variants of vmap), then the peers; every path's
     float64 meta-gradient is first compared with metagym's higher loop on ``CHECK_TASKS`` tasks
     (when ``parity``) and a wrong one is listed in the skipped paths instead of timed.
 
@@ -89,6 +89,7 @@ def _meta_gradient_paths(
     """
     builders: dict[str, tuple[str, Callable[[nn.Module], object]]] = {
         "metagym higher": ("loop", lambda n: _metagym_learner(n, workload, "higher")),
+        "metagym loop": ("loop", lambda n: _metagym_learner(n, workload, "loop")),
     }
     skipped: dict[str, str] = {}
     try:
@@ -169,15 +170,15 @@ def sinusoid_case(
     ]
     net = _seeded(lambda: mlp(1, [40, 40], 1)).to(device)
     workload = Workload("mse", steps, first_order, 0.01)
-    if meta_sgd:  # no peer runs Meta-SGD the same way: metagym's two backends only
+    if meta_sgd:  # no peer runs Meta-SGD the same way: metagym's backends only
         learners = {
-            "metagym higher": _metagym_learner(net, workload, "higher", meta_sgd=True),
-            "metagym vmap": _metagym_learner(net, workload, "vmap", meta_sgd=True),
+            f"metagym {backend}": _metagym_learner(net, workload, backend, meta_sgd=True)
+            for backend in ("higher", "loop", "vmap")
         }
         paths = []
         for name, learner in learners.items():
             draw = _cycling(batches)
-            kind = "loop" if learner.backend == "higher" else "batched"
+            kind = "batched" if learner.backend == "vmap" else "loop"
             step = learner.meta_train_step
             paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
         skipped: dict[str, str] = {}

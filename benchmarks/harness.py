@@ -225,7 +225,7 @@ def write_json(path: str | Path, payload: dict) -> None:
 
 
 def auto_verdict(case: Case, rows: list[dict], *, cpu_time: bool) -> dict | None:
-    """Whether ``backend="auto"`` picked the faster of metagym's two backends here, and how
+    """Whether ``backend="auto"`` picked the fastest of metagym's backends here, and how
     metagym's default path compares with the fastest peer whose meta-gradients are right.
 
     Medians of CPU time on the CPU (what a step costs on a shared machine), of wall time on CUDA.
@@ -237,7 +237,9 @@ def auto_verdict(case: Case, rows: list[dict], *, cpu_time: bool) -> dict | None
         return None
     key = "median_cpu_ms" if cpu_time else "median_ms"
     timed = {r["path"]: r[key] for r in rows if "skipped" not in r and r.get(key) is not None}
-    backends = {n: ms for n, ms in timed.items() if n in ("metagym higher", "metagym vmap")}
+    backends = {
+        n: ms for n, ms in timed.items() if n in ("metagym higher", "metagym vmap", "metagym loop")
+    }
     peers = {
         r["path"]: timed[r["path"]] for r in rows if r.get("kind") == "peer" and r["path"] in timed
     }

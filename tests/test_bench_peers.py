@@ -22,7 +22,13 @@ def test_without_the_bench_extra_peers_are_skipped_with_the_reason(monkeypatch):
     monkeypatch.setattr(peers.importlib, "import_module", no_peers)
     case = sinusoid_case(torch.device("cpu"), steps=1, rounds=1, parity=False)
     names = [p.name for p in case.paths]
-    assert names == ["metagym higher", "metagym vmap", "higher example loop", "floor fwd+bwd"]
+    assert names == [
+        "metagym higher",
+        "metagym loop",
+        "metagym vmap",
+        "higher example loop",
+        "floor fwd+bwd",
+    ]
     for peer in ("TorchOpt MetaSGD loop", "TorchOpt vmap recipe", "parallel-metalearn vmap"):
         assert 'pip install -e ".[bench]"' in case.skipped[peer]
         assert "not importable" in case.skipped[peer]
@@ -38,7 +44,12 @@ def test_wrong_meta_gradients_are_marked_not_timed():
     assert case.skipped["TorchOpt vmap recipe"].startswith("wrong meta-gradients")
     differences = case.extra["meta_grad_rel_diff"]
     assert differences["TorchOpt vmap recipe"] > 1e-4
-    for name in ("metagym vmap", "TorchOpt MetaSGD loop", "parallel-metalearn vmap"):
+    for name in (
+        "metagym vmap",
+        "metagym loop",
+        "TorchOpt MetaSGD loop",
+        "parallel-metalearn vmap",
+    ):
         assert name in timed and differences[name] < 1e-6, name
 
 

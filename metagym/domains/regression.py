@@ -80,7 +80,7 @@ class RegressionProfile(Profile):
     eval_steps: tuple[int, ...] = setting((0, 1, 2, 5, 10), low=0, high=1000)
     """adaptation steps evaluated for gradient learners"""
     backend: str = setting("auto", choices=MAML_BACKENDS)
-    """MAML backend: auto (the faster right one for the net and device), higher (the reference) or vmap (task-batched)"""
+    """MAML backend: auto (the fastest right one for the net and device), higher (the reference), loop (per task, fast CPU kernels) or vmap (task-batched)"""
     anil_steps: int = setting(3, low=1, high=100)
     """ANIL's inner steps in meta-training (1 step diverges on some tasks after 10 at test)"""
     reptile_steps: int = setting(10, low=1, high=1000)
