@@ -135,7 +135,7 @@ class ClassificationProfile(Profile):
     hidden: int = setting(64, low=1, high=4096)
     """channels of conv4"""
     backend: str = setting("auto", choices=MAML_BACKENDS)
-    """MAML backend: auto (the faster right one for the net and device), higher (the reference) or vmap (task-batched)"""
+    """MAML backend: auto (the fastest right one for the net and device), higher (the reference), loop (per task, fast CPU kernels) or vmap (task-batched)"""
     reptile_inner_lr: float = setting(0.1, above=0.0, high=1e3)
     """Reptile's inner SGD step size"""
     reptile_steps: int = setting(5, low=1, high=1000)
