@@ -285,7 +285,10 @@ def _adapted_model_func(
     buffers = dict(model.named_buffers())
     params = dict(model.named_parameters())
     if initial_weights is not None:
-        params = dict(zip(params, initial_weights, strict=True))
+        # Clones, as higher takes them: the inner gradient is then the partial derivative with
+        # respect to each fast weight, also where a computed initial weight depends on a
+        # parameter that is itself a fast weight (ProtoMAML's head and body).
+        params = dict(zip(params, (w.clone() for w in initial_weights), strict=True))
     rates = (
         [learning_rates_by_name(model, inner_optimizer, r) for r in step_learning_rates]
         if step_learning_rates
@@ -403,6 +406,10 @@ class MAML(Learner):
     tuned = ("backend", "backend_used")
 
     uses_steps = True
+    #: Whether tasks can be adapted together (the vmap backend). Learners that adapt every task
+    #: from weights of its own or with per-step losses (ProtoMAML, MAML++) run task by task:
+    #: ``"auto"`` resolves to the loop or higher for them.
+    batched_adaptation = True
 
     def __init__(
         self,
@@ -431,6 +438,11 @@ class MAML(Learner):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{label} must be an int >= 0, got {value!r}")
         refuse_running_stats(model)
+        if backend == "vmap" and not self.batched_adaptation:
+            raise ValueError(
+                f"{type(self).__name__} adapts task by task, not on backend='vmap'; use "
+                "backend='higher', 'loop' or 'auto'"
+            )
         if backend == "vmap":
             check_batchable(model)
         self.backend = backend
@@ -476,7 +488,8 @@ class MAML(Learner):
         the device its weights are on now (:func:`choose_backend`)."""
         if self.backend_setting != "auto":
             return self.backend_setting
-        return choose_backend(self.model, self.device)
+        chosen = choose_backend(self.model, self.device)
+        return "higher" if chosen == "vmap" and not self.batched_adaptation else chosen
 
     @backend.setter
     def backend(self, value: str) -> None:

@@ -60,6 +60,9 @@ class MAMLPlusPlus(MAML):
         cosine: cosine-anneal the meta step size to ``min_meta_lr``.
     """
 
+    #: The multi-step loss is read per task after every inner step: task by task.
+    batched_adaptation = False
+
     def __init__(
         self,
         model: nn.Module,
@@ -75,9 +78,6 @@ class MAMLPlusPlus(MAML):
     ):
         if maml.get("meta_sgd") or maml.get("first_order"):
             raise ValueError("MAML++ anneals the derivative order itself: no meta_sgd/first_order")
-        if maml.setdefault("backend", "higher") not in ("higher", "auto"):
-            raise ValueError("MAML++ runs on backend='higher' (its multi-step loss is per task)")
-        maml["backend"] = "higher"
         if (
             isinstance(total_updates, bool)
             or not isinstance(total_updates, int)

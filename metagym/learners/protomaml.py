@@ -36,6 +36,9 @@ class ProtoMAML(MAML):
             :class:`~metagym.learners.maml.MAML` (cross-entropy loss).
     """
 
+    #: Every task starts from its own head: task by task.
+    batched_adaptation = False
+
     def __init__(self, model: nn.Sequential, **maml: object):
         head = model[-1] if isinstance(model, nn.Sequential) and len(model) > 1 else None
         if not isinstance(head, nn.Linear) or head.bias is None:
@@ -45,12 +48,11 @@ class ProtoMAML(MAML):
         maml.setdefault("first_order", True)
         if maml.get("meta_sgd"):
             raise ValueError("ProtoMAML takes plain SGD inner steps (meta_sgd is not supported)")
-        if maml.setdefault("backend", "higher") not in ("higher", "auto"):
+        if maml.get("backend") == "vmap":
             raise ValueError(
                 "ProtoMAML starts every task from its own head, which the batched vmap path does "
-                "not take yet; use backend='higher'"
+                "not take yet; use backend='higher', 'loop' or 'auto'"
             )
-        maml["backend"] = "higher"
         super().__init__(model, F.cross_entropy, **maml)
         self.ways = head.out_features
         self.name = "protomaml"
