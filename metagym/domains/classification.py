@@ -281,6 +281,7 @@ def _reptile(context: Context) -> Learner:
         eval_steps=profile.reptile_eval_steps,
         train_batches=profile.reptile_train_batches,
         total_updates=profile.iterations["reptile"],
+        backend=profile.backend,
     )
 
 

@@ -125,7 +125,7 @@ PROFILES = {
             "blackbox": 600,
             "pretrain": 500,
             "anil": 400,
-            "reptile": 400,
+            "reptile": 600,
             "protomaml": 150,
             "maml++": 80,
             "transformer": 600,
@@ -143,6 +143,9 @@ PROFILES = {
         shear_levels=(0.4,),
         scale_levels=(0.6,),
         checkpoint_every=100,
+        # Reptile's minibatched steps as in quick, on 5 drawings per class (100 images of 20-way tasks).
+        reptile_train_queries=4,
+        reptile_train_batches=5,
     ),
     # For tests: seconds.
     "tiny": OmniglotProfile(
