@@ -78,10 +78,10 @@ def choose_backend(model: nn.Module, device: torch.device | str = "cpu") -> str:
     1. ``"higher"`` when the vmap backend refuses the net (:func:`check_batchable`: recurrent
        layers, BatchNorm with running statistics, normalization layers outside plain chains...);
     2. ``"vmap"`` on a GPU (measured 10-17x the per-task loop: sinusoid MLP, conv4);
-    3. on the CPU, ``"loop"`` for nets with convolutions (conv4 on 2 cores: a per-task loop beats
-       vmap, whose batched convolutions and normalizations lose to per-task kernels; the
-       torch.func loop with fused kernels and a faster 2x2 max-pool beats higher's) and
-       ``"vmap"`` for the rest (MLPs: about 9x the loop).
+    3. on the CPU, ``"loop"`` for nets with convolutions (conv4 on 2 cores: a per-task loop is
+       about 2x vmap, whose batched convolutions lose to per-task kernels; the loop's faster
+       2x2 max-pool and first-layer convolution make evaluation 1.1-1.2x higher's, meta-training
+       steps equal within noise) and ``"vmap"`` for the rest (MLPs: about 9x the loop).
 
     Cached per model and device type.
     """
