@@ -41,26 +41,22 @@ def _relative_difference(got: list[torch.Tensor], want: list[torch.Tensor]) -> f
     return diff / max(float(w.abs().max()) for w in want)
 
 
+def _maml_plus_plus(backend: str, first_order_fraction: float) -> MAMLPlusPlus:
+    return MAMLPlusPlus(
+        _net(),
+        F.cross_entropy,
+        total_updates=10,
+        inner_lr=0.1,
+        train_steps=3,
+        first_order_fraction=first_order_fraction,
+        backend=backend,
+    )
+
+
 def _builders():
     return {
-        "maml++ second order": lambda backend: MAMLPlusPlus(
-            _net(),
-            F.cross_entropy,
-            total_updates=10,
-            inner_lr=0.1,
-            train_steps=3,
-            first_order_fraction=0.0,
-            backend=backend,
-        ),
-        "maml++ first order": lambda backend: MAMLPlusPlus(
-            _net(),
-            F.cross_entropy,
-            total_updates=10,
-            inner_lr=0.1,
-            train_steps=3,
-            first_order_fraction=1.0,
-            backend=backend,
-        ),
+        "maml++ second order": lambda backend: _maml_plus_plus(backend, 0.0),
+        "maml++ first order": lambda backend: _maml_plus_plus(backend, 1.0),
         "protomaml first order": lambda backend: ProtoMAML(
             _net(), inner_lr=0.1, train_steps=2, backend=backend
         ),
