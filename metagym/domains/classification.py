@@ -88,7 +88,7 @@ class ClassificationProfile(Profile):
             "anil": 1500,
             "reptile": 1500,
             "protomaml": 800,
-            "maml++": 800,
+            "maml++": 1500,
             "transformer": 1500,
         },
         low=1,
