@@ -69,13 +69,13 @@ class RLProfile(Profile):
     ppo_steps_per_iteration: int = setting(4096, low=1, high=10**8)
     """PPO environment steps per iteration (pretrain, oracle)"""
     ppo_n_envs: int = setting(8, low=1, high=1024)
-    """parallel environments of PPO (pretrain, oracle, rl2)"""
+    """parallel environments of PPO (pretrain, oracle)"""
     ppo_n_steps: int = setting(256, low=2, high=10**6)
-    """PPO rollout length per environment (rl2: half of it)"""
+    """PPO rollout length per environment (pretrain, oracle)"""
     rl2_iterations: int = setting(60, low=1, high=1_000_000)
     """RL^2 iterations"""
     rl2_steps_per_iteration: int = setting(8192, low=1, high=10**8)
-    """RL^2 environment steps per iteration"""
+    """RL^2 environment steps per iteration, collected as whole trials of every meta-batch task"""
     episodes_per_trial: int | None = setting(None, low=1, high=10_000)
     """RL^2 trial length (none: 10 when bandit algorithms run, else 2)"""
     trial_total: bool = False
@@ -315,13 +315,12 @@ def _rl2(context: Context) -> Learner:
     from metagym.rl.rl2 import RL2
 
     profile = context.profile
+    trial_steps = profile.meta_batch * episodes_per_trial(context) * horizon(context)
     return RL2(
         context.distribution("trials"),
         per_episode=not trial_total(context),
-        steps_per_iteration=profile.rl2_steps_per_iteration,
-        n_envs=profile.ppo_n_envs,
+        trials_per_task=max(1, round(profile.rl2_steps_per_iteration / trial_steps)),
         seed=context.seed,
-        ppo_kwargs={"n_steps": max(profile.ppo_n_steps // 2, 8), "batch_size": 256},
     )
 
 
@@ -419,7 +418,7 @@ def _recipes() -> dict[str, LearnerRecipe]:
             eval_steps=_rl2_steps,
             distribution="trials",
             cost=8,
-            summary="RL^2: a recurrent policy over trials, trained by RecurrentPPO",
+            summary="RL^2: a GRU policy over trials, trained by PPO through whole trials",
         ),
         LearnerRecipe(
             "pretrain",

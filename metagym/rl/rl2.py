@@ -1,87 +1,176 @@
 """RL^2 (Duan et al. 2016): a recurrent policy whose memory persists across the episodes of a
-trial on one task, trained with PPO.
+trial on one task, trained by PPO on whole trials.
 
 :class:`metagym.tasks.trials.RL2TrialWrapper` turns a trial of ``episodes_per_trial`` episodes of
 one task into one Gymnasium episode whose observation is ``(observation, previous action, previous
-reward, done flag)``; sb3-contrib's ``RecurrentPPO`` then trains the LSTM policy unchanged, since
-its hidden state is reset only at the start of a (wrapped) episode, i.e. of a trial. This
-expresses RL^2 exactly, so no separate implementation is needed.
+reward, done flag)``. :class:`RL2` collects whole trials through the library's sampler
+(:class:`metagym.rl.sampler.EpisodeSampler`), with the GRU's memory reset only at the start of a
+trial, and trains the GRU by PPO with back-propagation through the whole trial.
 
-:class:`metagym.tasks.trials.TrialTaskDistribution` scores policies on whole trials; :class:`RL2`
-is the learner.
+Why not sb3-contrib's ``RecurrentPPO``: its rollouts of ``n_steps`` cut a trial into pieces, and
+back-propagation never crosses a piece's start, so the gradient that would teach the first episode
+to store what the second one needs is cut off where it matters (measured in docs/results/rl.md:
+its episode-2 return stayed at its episode-1 return on Navigation2D).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from metagym.learners.base import Learner, Predictor
+from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
 from metagym.seeding import isolated_rng
 from metagym.tasks.trials import TrialTaskDistribution
 
-__all__ = ["RL2", "RecurrentPolicy", "sb3_distribution"]
+__all__ = ["RL2", "RecurrentActorCritic", "RecurrentPolicy"]
 
 
-def sb3_distribution(distribution: Any) -> Distribution:
-    """The torch distribution inside a Stable-Baselines3 distribution, batch shape ``(N,)``."""
-    inner = distribution.distribution
-    if isinstance(inner, Normal):
-        return Independent(inner, 1)
-    return inner
+class RecurrentActorCritic(nn.Module):
+    """A GRU over trial observations with a policy head and a value head.
+
+    Input per step: the :class:`~metagym.tasks.trials.RL2TrialWrapper` vector ``[observation,
+    previous action, previous reward, done flag]``, ``D`` floats. Box actions with finite bounds
+    are Gaussian with mean ``center + half_range * tanh(head)`` and a learned state-independent
+    standard deviation (initially ``init_std * half_range``), so the policy starts in the action
+    box whatever its scale; the previous action is fed back in the same units (divided by
+    ``half_range``). Discrete actions are categorical.
+
+    Args:
+        input_dim: ``D``.
+        action_space: the inner environment's action space (Box or Discrete).
+        hidden: width of the encoder and of the GRU's state ``H``.
+        init_std: initial standard deviation of Box actions, in units of the half range.
+    """
+
+    def __init__(self, input_dim: int, action_space: spaces.Space, hidden: int = 128,
+                 init_std: float = 0.5):
+        super().__init__()
+        if isinstance(action_space, spaces.Discrete):
+            self.discrete, act_dim = True, int(action_space.n)
+            low = high = None
+        elif isinstance(action_space, spaces.Box):
+            self.discrete, act_dim = False, int(np.prod(action_space.shape))
+            low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
+        else:
+            raise TypeError(f"RL^2 needs a Box or Discrete action space, got {action_space}")
+        self.act_dim = act_dim
+        bounded = low is not None and bool(np.all(np.isfinite(low) & np.isfinite(high)))
+        self.squash = bounded
+        center = (high + low) / 2 if bounded else np.zeros(act_dim)
+        half = (high - low) / 2 if bounded else np.ones(act_dim)
+        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32))
+        self.register_buffer("half_range", torch.as_tensor(half, dtype=torch.float32))
+        # Previous-action entries of the input, scaled to about [-1, 1] (one-hot for Discrete).
+        scale = torch.ones(input_dim)
+        if not self.discrete:
+            scale[input_dim - 2 - act_dim : input_dim - 2] = 1 / self.half_range
+        self.register_buffer("input_scale", scale)
+        self.encoder = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh())
+        self.gru = nn.GRU(hidden, hidden)
+        self.policy_head = nn.Linear(hidden, act_dim)
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.orthogonal_(self.policy_head.weight, 0.01)
+        nn.init.zeros_(self.policy_head.bias)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(np.log(init_std))))
+        self.hidden_size = hidden
+
+    def initial_state(self, n: int) -> Tensor:
+        """The memory at the start of a trial, ``(1, n, H)``."""
+        return torch.zeros(1, n, self.hidden_size, device=self.center.device)
+
+    def forward(self, inputs: Tensor, state: Tensor) -> tuple[Distribution, Tensor, Tensor]:
+        """Run ``T`` steps of ``N`` trials.
+
+        Args:
+            inputs: ``(T, N, D)``.
+            state: ``(1, N, H)``, the memory before the first step.
+
+        Returns:
+            the action distribution (batch shape ``(T, N)``), values ``(T, N)`` and the memory
+            after the last step ``(1, N, H)``.
+        """
+        features, state = self.gru(self.encoder(inputs * self.input_scale), state)
+        head = self.policy_head(features)
+        values = self.value_head(features).squeeze(-1)
+        if self.discrete:
+            return Categorical(logits=head), values, state
+        mean = self.center + self.half_range * torch.tanh(head) if self.squash else head
+        std = (self.log_std.exp() * self.half_range).expand_as(mean)
+        return Independent(Normal(mean, std), 1), values, state
 
 
 class RecurrentPolicy:
-    """A sampler policy around a ``RecurrentActorCriticPolicy``: the LSTM state persists between
-    calls and is reset for the rows the sampler marks (at the start of each trial)."""
+    """A sampler policy around a :class:`RecurrentActorCritic`: the memory persists between
+    calls and is reset for the rows the sampler marks (at the start of each trial).
 
-    def __init__(self, policy: nn.Module, episode: int | None = None):
-        self.policy = policy
+    ``episode``: which episode of the trial a score reads (None: the whole trial).
+    """
+
+    def __init__(self, net: RecurrentActorCritic, episode: int | None = None):
+        self.net = net
         self.episode = episode
-        self.states: tuple[Tensor, Tensor] | None = None
-        self.starts: Tensor | None = None
+        self.state: Tensor | None = None
 
     def reset_memory(self, mask: Tensor) -> None:
-        self.starts = mask.float()
+        if self.state is None or self.state.shape[1] != mask.shape[0]:
+            self.state = self.net.initial_state(mask.shape[0])
+        else:
+            self.state = self.state * (~mask.bool()).float()[None, :, None]
 
     def __call__(self, observations: Tensor) -> Distribution:
-        n = observations.shape[0]
-        if self.states is None or self.states[0].shape[1] != n:
-            shape = self.policy.lstm_hidden_state_shape
-            zeros = torch.zeros(shape[0], n, shape[2])
-            self.states = (zeros, zeros.clone())
-            self.starts = torch.ones(n)
-        starts = self.starts if self.starts is not None else torch.zeros(n)
+        if self.state is None or self.state.shape[1] != observations.shape[0]:
+            self.state = self.net.initial_state(observations.shape[0])
         with torch.no_grad():
-            distribution, self.states = self.policy.get_distribution(
-                observations.float(), self.states, starts
-            )
-        self.starts = torch.zeros(n)
-        return sb3_distribution(distribution)
+            distribution, _, self.state = self.net(observations.float()[None], self.state)
+        if isinstance(distribution, Categorical):
+            return Categorical(logits=distribution.logits[0])
+        return Independent(Normal(distribution.base_dist.loc[0], distribution.base_dist.scale[0]), 1)
+
+
+def trial_batch(episodes: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Time-major tensors of ``N = B * E`` trials: inputs ``(T, N, D)``, actions ``(T, N, ...)``,
+    rewards, mask and behaviour log-probabilities ``(T, N)``."""
+    b, e, t = episodes.rewards.shape
+
+    def time_major(x: Tensor) -> Tensor:
+        return x.reshape(b * e, t, *x.shape[3:]).transpose(0, 1)
+
+    inputs = time_major(episodes.observations[:, :, :-1].float())
+    return (
+        inputs,
+        time_major(episodes.actions),
+        time_major(episodes.rewards),
+        time_major(episodes.mask),
+        time_major(episodes.extras["log_prob"]),
+    )
 
 
 class RL2(Learner):
-    """RL^2 with sb3-contrib's ``RecurrentPPO`` on :class:`~metagym.tasks.trials.RL2TrialWrapper` trials.
+    """RL^2: a GRU policy trained by PPO over whole trials (back-propagation through the trial).
 
-    Each meta-training step sets the training environments' task pool to the meta-batch's tasks
-    (every trial draws one of them) and runs PPO for ``steps_per_iteration`` environment steps.
-    Adaptation is the LSTM's memory: :meth:`adapt` returns the policy itself. With
-    ``per_episode``, ``steps`` are the number of earlier episodes of the trial (the score is
-    that of episode ``steps``); otherwise the score is the trial's total return.
+    Each meta-training step collects ``trials_per_task`` trials of each task of the meta-batch
+    with the current policy, then takes ``epochs`` passes of PPO over them in ``minibatches``
+    minibatches of whole trials. Advantages are GAE over the whole trial (the trial is one
+    episode: an inner episode's end is not the end of the return). Adaptation is the GRU's
+    memory: :meth:`adapt` returns the policy itself. With ``per_episode``, ``steps`` are the
+    number of earlier episodes of the trial (the score is that of episode ``steps``); otherwise
+    the score is the trial's total return.
 
     Args:
-        distribution: a :class:`TrialTaskDistribution` (gives the environments).
-        n_envs: parallel training trials.
-        steps_per_iteration: PPO environment steps per meta-training step (a multiple of
-            ``n_envs * n_steps`` is best).
+        distribution: a :class:`TrialTaskDistribution` (gives the sampler of trials).
+        trials_per_task: trials collected per task and meta-training step.
         per_episode: report per-episode returns (``steps`` = episodes before) instead of totals.
-        seed: seed of PPO's initialization and sampling.
-        ppo_kwargs: more ``RecurrentPPO`` arguments (``n_steps``, ``learning_rate``, ...).
+        seed: seed of the initialization and of the trials' sampling.
+        hidden: GRU width.
+        learning_rate, epochs, minibatches, clip, gamma, gae_lambda, ent_coef, vf_coef,
+            max_grad_norm: PPO's settings.
     """
 
     name = "rl2"
@@ -90,75 +179,123 @@ class RL2(Learner):
         self,
         distribution: TrialTaskDistribution,
         *,
-        n_envs: int = 8,
-        steps_per_iteration: int = 4096,
+        trials_per_task: int = 2,
         per_episode: bool = True,
         seed: int = 0,
-        hidden: int = 64,
-        ppo_kwargs: Mapping[str, Any] | None = None,
+        hidden: int = 128,
+        learning_rate: float = 1e-3,
+        epochs: int = 4,
+        minibatches: int = 4,
+        clip: float = 0.2,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
     ):
         super().__init__()
-        from sb3_contrib import RecurrentPPO
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
-
+        if trials_per_task < 1:
+            raise ValueError(f"trials_per_task must be >= 1, got {trials_per_task}")
         self.distribution = distribution
+        self.sampler = distribution.sampler
         self.uses_steps = per_episode
         self.scored_on = "episode" if per_episode else "trial"
-        self.steps_per_iteration = steps_per_iteration
+        self.trials_per_task = trials_per_task
         self.seed_value = seed
         self.iteration = 0
-        self.vec_env = VecMonitor(DummyVecEnv([distribution.env_fn] * n_envs))
-        self.vec_env.seed(seed)
-        kwargs = {
-            "n_steps": 128,
-            "batch_size": 256,
-            "n_epochs": 4,
-            "learning_rate": 3e-4,
-            "gamma": 0.99,
-            "gae_lambda": 0.95,
-            "ent_coef": 0.01,
-            "policy_kwargs": {"lstm_hidden_size": hidden, "net_arch": [hidden]},
-            **dict(ppo_kwargs or {}),
+        self.settings = {
+            "hidden": hidden,
+            "learning_rate": learning_rate,
+            "epochs": epochs,
+            "minibatches": minibatches,
+            "clip": clip,
+            "gamma": gamma,
+            "gae_lambda": gae_lambda,
+            "ent_coef": ent_coef,
+            "vf_coef": vf_coef,
+            "max_grad_norm": max_grad_norm,
         }
-        kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * n_envs)
-        self.ppo_kwargs = kwargs
+        # Running second moment of the discounted returns: rewards are divided by its root, so
+        # the value head's targets have about unit scale on every environment.
+        self.register_buffer("return_moment", torch.ones(()))
+        input_dim = int(np.prod(self.sampler.observation_space.shape))
         with isolated_rng(seed):
-            self.ppo = RecurrentPPO(
-                "MlpLstmPolicy", self.vec_env, seed=None, device="cpu", **kwargs
-            )
-        self.policy = self.ppo.policy
-        self.optimizer = self.ppo.policy.optimizer
+            self.net = RecurrentActorCritic(input_dim, self.sampler.action_space, hidden)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
 
     def config(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "steps_per_iteration": self.steps_per_iteration,
+            "trials_per_task": self.trials_per_task,
             "per_episode": self.uses_steps,
             "episodes_per_trial": self.distribution.episodes_per_trial,
-            "n_envs": self.vec_env.num_envs,
-            "ppo": {k: v for k, v in self.ppo_kwargs.items() if k != "policy_kwargs"},
+            "ppo": self.settings,
         }
 
+    def collect(self, tasks: Sequence[Any], seed: int) -> Any:
+        """``trials_per_task`` trials of each of ``tasks`` with the current policy."""
+        return self.sampler.sample(RecurrentPolicy(self.net), tasks, self.trials_per_task, seed=seed)
+
     def meta_train_step(self, tasks: Sequence[Any]) -> dict[str, float]:
-        pool = [t.params for t in tasks]
-        self.vec_env.env_method("set_task_pool", pool)
         self.iteration += 1
-        with isolated_rng(self.seed_value * 1_000_003 + self.iteration):
-            self.ppo.learn(self.steps_per_iteration, reset_num_timesteps=False)
-        returns = [info["r"] for info in self.ppo.ep_info_buffer]
-        metrics = {"charts/trial_return": float(np.mean(returns)) if returns else 0.0}
-        for key in ("train/loss", "train/entropy_loss", "train/approx_kl"):
-            value = self.ppo.logger.name_to_value.get(key)
-            if value is not None:
-                metrics["losses/" + key.split("/")[1]] = float(value)
+        seed = (self.seed_value * 1_000_003 + self.iteration) % (2**31 - 1)
+        episodes = self.collect(tasks, seed)
+        metrics = self.ppo_update(episodes, torch.Generator().manual_seed(seed))
+        metrics["charts/trial_return"] = float(episodes.returns().mean())
         return metrics
+
+    def ppo_update(self, episodes: Any, generator: torch.Generator) -> dict[str, float]:
+        """PPO's epochs over the trials of ``episodes`` (``B`` tasks x ``E`` trials)."""
+        s = self.settings
+        inputs, actions, rewards, mask, old_log_probs = trial_batch(episodes)
+        rewards = rewards / self.update_return_scale(rewards, mask)
+        n = inputs.shape[1]
+        with torch.no_grad():
+            _, values, _ = self.net(inputs, self.net.initial_state(n))
+        # GAE runs over the last dimension: trials x time.
+        advantages = gae(rewards.T, values.T, mask.T, s["gamma"], s["gae_lambda"]).T
+        returns = (advantages + values) * mask
+        advantages = normalize(advantages, mask)
+        chunks = max(1, min(s["minibatches"], n))
+        stats: dict[str, list[float]] = {"policy": [], "value": [], "entropy": [], "kl": []}
+        for _ in range(s["epochs"]):
+            order = torch.randperm(n, generator=generator)
+            for rows in order.chunk(chunks):
+                distribution, new_values, _ = self.net(inputs[:, rows], self.net.initial_state(len(rows)))
+                m = mask[:, rows]
+                log_ratio = distribution.log_prob(actions[:, rows]) - old_log_probs[:, rows]
+                ratio = log_ratio.exp()
+                adv = advantages[:, rows]
+                clipped = ratio.clamp(1 - s["clip"], 1 + s["clip"])
+                policy_loss = -masked_mean(torch.min(ratio * adv, clipped * adv), m)
+                value_loss = masked_mean((new_values - returns[:, rows]) ** 2, m)
+                entropy = masked_mean(distribution.entropy(), m)
+                loss = policy_loss + s["vf_coef"] * value_loss - s["ent_coef"] * entropy
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), s["max_grad_norm"])
+                self.optimizer.step()
+                stats["policy"].append(policy_loss.item())
+                stats["value"].append(value_loss.item())
+                stats["entropy"].append(entropy.item())
+                stats["kl"].append(masked_mean((ratio - 1) - log_ratio, m).item())
+        return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
+
+    def update_return_scale(self, rewards: Tensor, mask: Tensor) -> Tensor:
+        """Fold this batch's discounted returns ``(T, N)`` into the running second moment and
+        return its root (the reward scale)."""
+        returns = discounted_returns(rewards.T, mask.T, self.settings["gamma"])
+        moment = masked_mean(returns**2, mask.T)
+        weight = 1.0 if self.iteration <= 1 else 0.05
+        self.return_moment.mul_(1 - weight).add_(weight * moment)
+        return self.return_moment.sqrt().clamp_min(1e-6)
 
     def env_steps(self, steps: int | None) -> int:
         """Steps of the ``steps`` earlier episodes of the trial (episodes of the step limit)."""
-        return (steps or 0) * (self.distribution.sampler.time_limit or 100)
+        return (steps or 0) * (self.sampler.time_limit or 100)
 
     def adapt(self, task: Any, steps: int | None = None) -> Predictor:
-        return RecurrentPolicy(self.policy, episode=steps if self.uses_steps else None)
+        return RecurrentPolicy(self.net, episode=steps if self.uses_steps else None)
 
     def adapt_steps(self, task: Any, steps: Iterable[int]) -> dict[int, Predictor]:
         return {s: self.adapt(task, s) for s in steps}

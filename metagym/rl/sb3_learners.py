@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, Normal
 
 from metagym.learners.base import Learner, Predictor
-from metagym.rl.rl2 import sb3_distribution
 from metagym.rl.sampler import random_policy
 from metagym.seeding import isolated_rng
 from metagym.tasks.environment import task_env
@@ -36,6 +35,14 @@ __all__ = [
     "task_features",
     "task_vector",
 ]
+
+def sb3_distribution(distribution: Any) -> Distribution:
+    """The torch distribution inside a Stable-Baselines3 distribution, batch shape ``(N,)``."""
+    inner = distribution.distribution
+    if isinstance(inner, Normal):
+        return Independent(inner, 1)
+    return inner
+
 
 #: PPO settings of the baselines (SB3 defaults otherwise).
 DEFAULT_PPO = {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 3e-4}
