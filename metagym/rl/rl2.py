@@ -49,8 +49,9 @@ class RecurrentActorCritic(nn.Module):
         init_std: initial standard deviation of Box actions, in units of the half range.
     """
 
-    def __init__(self, input_dim: int, action_space: spaces.Space, hidden: int = 128,
-                 init_std: float = 0.5):
+    def __init__(
+        self, input_dim: int, action_space: spaces.Space, hidden: int = 128, init_std: float = 0.5
+    ):
         super().__init__()
         if isinstance(action_space, spaces.Discrete):
             self.discrete, act_dim = True, int(action_space.n)
@@ -131,7 +132,9 @@ class RecurrentPolicy:
             distribution, _, self.state = self.net(observations.float()[None], self.state)
         if isinstance(distribution, Categorical):
             return Categorical(logits=distribution.logits[0])
-        return Independent(Normal(distribution.base_dist.loc[0], distribution.base_dist.scale[0]), 1)
+        return Independent(
+            Normal(distribution.base_dist.loc[0], distribution.base_dist.scale[0]), 1
+        )
 
 
 def trial_batch(episodes: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -234,7 +237,9 @@ class RL2(Learner):
 
     def collect(self, tasks: Sequence[Any], seed: int) -> Any:
         """``trials_per_task`` trials of each of ``tasks`` with the current policy."""
-        return self.sampler.sample(RecurrentPolicy(self.net), tasks, self.trials_per_task, seed=seed)
+        return self.sampler.sample(
+            RecurrentPolicy(self.net), tasks, self.trials_per_task, seed=seed
+        )
 
     def meta_train_step(self, tasks: Sequence[Any]) -> dict[str, float]:
         self.iteration += 1
@@ -261,7 +266,9 @@ class RL2(Learner):
         for _ in range(s["epochs"]):
             order = torch.randperm(n, generator=generator)
             for rows in order.chunk(chunks):
-                distribution, new_values, _ = self.net(inputs[:, rows], self.net.initial_state(len(rows)))
+                distribution, new_values, _ = self.net(
+                    inputs[:, rows], self.net.initial_state(len(rows))
+                )
                 m = mask[:, rows]
                 log_ratio = distribution.log_prob(actions[:, rows]) - old_log_probs[:, rows]
                 ratio = log_ratio.exp()

@@ -36,6 +36,7 @@ __all__ = [
     "task_vector",
 ]
 
+
 def sb3_distribution(distribution: Any) -> Distribution:
     """The torch distribution inside a Stable-Baselines3 distribution, batch shape ``(N,)``."""
     inner = distribution.distribution
