@@ -27,7 +27,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 from metagym.learners.base import Learner, Predictor
 from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
 from metagym.seeding import isolated_rng
-from metagym.tasks.trials import TrialTaskDistribution
+from metagym.tasks.trials import TrialTaskDistribution, trial_episode_returns
 
 __all__ = ["RL2", "RecurrentActorCritic", "RecurrentPolicy"]
 
@@ -247,6 +247,13 @@ class RL2(Learner):
         episodes = self.collect(tasks, seed)
         metrics = self.ppo_update(episodes, torch.Generator().manual_seed(seed))
         metrics["charts/trial_return"] = float(episodes.returns().mean())
+        n = self.distribution.episodes_per_trial
+        if self.uses_steps and n > 1:  # learning curves of each episode of the training trials
+            per_episode = trial_episode_returns(
+                episodes.observations, episodes.rewards, episodes.mask, n
+            ).mean(dim=(0, 1))
+            for k in range(n):
+                metrics[f"charts/episode_{k + 1}_return"] = float(per_episode[k])
         return metrics
 
     def ppo_update(self, episodes: Any, generator: torch.Generator) -> dict[str, float]:
