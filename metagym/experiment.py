@@ -223,13 +223,21 @@ def run_definition(context: Context) -> dict[str, Any]:
     }
 
 
+def definition_defaults(context: Context) -> dict[str, Any]:
+    """What a definition written before a profile field existed is read with: the field's
+    default (adding a field keeps the old behaviour at its default, so such folders resume)."""
+    return {"profile": type(context.profile)().as_dict()}
+
+
 def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
     """The learner's ``rows.json`` record when it finished with this run's definition."""
     path = run_dir / "rows.json"
     if not path.is_file():
         return None
     record = read_json(path)
-    changed = differences(record.get("definition", {}), run_definition(context))
+    changed = differences(
+        record.get("definition", {}), run_definition(context), defaults=definition_defaults(context)
+    )
     if changed:
         raise ValueError(
             f"--resume: {run_dir.name} in {run_dir.parent.parent} was run with other settings "
@@ -409,7 +417,11 @@ def run(
             for _, out_dir, context in planned if main else ():
                 definition = run_definition(context)
                 check_folder(
-                    out_dir, definition, resume=options.resume, overwrite=options.overwrite
+                    out_dir,
+                    definition,
+                    resume=options.resume,
+                    overwrite=options.overwrite,
+                    defaults=definition_defaults(context),
                 )
             for subfolder, out_dir, context in planned:
                 if main:

@@ -57,22 +57,40 @@ class FolderLock:
             self._file = None
 
 
-def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Readable ``key: old -> new`` lines where two definitions differ."""
+def differences(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    prefix: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> list[str]:
+    """Readable ``key: old -> new`` lines where two definitions differ. A key that ``old`` lacks
+    reads as its value in ``defaults`` when there is one there (a setting added after ``old`` was
+    written, whose default is what ran before it existed)."""
+    defaults = defaults or {}
     lines = []
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
+        a = old[key] if key in old else defaults.get(key)
+        b = new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            lines += differences(a, b, f"{prefix}{key}.")
+            inner = defaults.get(key)
+            lines += differences(
+                a, b, f"{prefix}{key}.", inner if isinstance(inner, dict) else None
+            )
         elif a != b:
             lines.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return lines
 
 
 def check_folder(
-    folder: Path, definition: dict[str, Any], *, resume: bool, overwrite: bool
+    folder: Path,
+    definition: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    defaults: dict[str, Any] | None = None,
 ) -> None:
-    """Refuse to write ``folder`` when that would lose or mix results (see the module docstring)."""
+    """Refuse to write ``folder`` when that would lose or mix results (see the module docstring);
+    ``defaults``: see :func:`differences`."""
     path = Path(folder) / RUN_FILE
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other: continue, or start afresh")
@@ -85,7 +103,7 @@ def check_folder(
             f"{folder} already holds a run; give --resume to continue it, --overwrite to replace "
             "it, or another --out"
         )
-    changed = differences(read_json(path), definition)
+    changed = differences(read_json(path), definition, defaults=defaults)
     if changed:
         shown = "; ".join(changed[:8]) + ("; ..." if len(changed) > 8 else "")
         raise ValueError(
