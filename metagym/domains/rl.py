@@ -76,7 +76,7 @@ class RLProfile(Profile):
     """PPO rollout length per environment (pretrain, oracle)"""
     rl2_iterations: int = setting(120, low=1, high=1_000_000)
     """RL^2 iterations (Navigation2D: the returns level off after about 100)"""
-    rl2_steps_per_iteration: int = setting(8192, low=1, high=10**8)
+    rl2_steps_per_iteration: int = setting(16384, low=1, high=10**8)
     """RL^2 environment steps per iteration, collected as whole trials of every meta-batch task"""
     episodes_per_trial: int | None = setting(None, low=1, high=10_000)
     """RL^2 trial length (none: 10 when bandit algorithms run, else 2)"""

@@ -186,8 +186,9 @@ def quick_plan() -> list[Experiment]:
         _rl(
             "quick",
             iterations=15,
-            rl2_iterations=8,
-            rl2_steps_per_iteration=4096,
+            # RL^2 adapts within a trial after about 50 iterations (docs/results/rl.md).
+            rl2_iterations=60,
+            rl2_steps_per_iteration=16384,
             ppo_iterations=20,
             eval_tasks=20,
             eval_episodes=10,
