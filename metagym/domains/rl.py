@@ -332,11 +332,10 @@ def _rl2(context: Context) -> Learner:
     from metagym.rl.rl2 import RL2
 
     profile = context.profile
-    trial_steps = profile.meta_batch * episodes_per_trial(context) * horizon(context)
     return RL2(
         context.distribution("trials"),
         per_episode=not trial_total(context),
-        trials_per_task=max(1, round(profile.rl2_steps_per_iteration / trial_steps)),
+        steps_per_iteration=profile.rl2_steps_per_iteration,
         seed=context.seed,
     )
 

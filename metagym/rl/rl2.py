@@ -158,8 +158,9 @@ def trial_batch(episodes: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
 class RL2(Learner):
     """RL^2: a GRU policy trained by PPO over whole trials (back-propagation through the trial).
 
-    Each meta-training step collects ``trials_per_task`` trials of each task of the meta-batch
-    with the current policy, then takes ``epochs`` passes of PPO over them in ``minibatches``
+    Each meta-training step collects about ``steps_per_iteration`` environment steps as whole
+    trials of the meta-batch's tasks (the same number of trials of each task) with the current
+    policy, then takes ``epochs`` passes of PPO over them in ``minibatches``
     minibatches of whole trials. Advantages are GAE over the whole trial (the trial is one
     episode: an inner episode's end is not the end of the return). Adaptation is the GRU's
     memory: :meth:`adapt` returns the policy itself. With ``per_episode``, ``steps`` are the
@@ -168,7 +169,10 @@ class RL2(Learner):
 
     Args:
         distribution: a :class:`TrialTaskDistribution` (gives the sampler of trials).
-        trials_per_task: trials collected per task and meta-training step.
+        steps_per_iteration: environment steps per meta-training step; the trials per task are
+            this over (tasks x trial length), at least 1. The trial length is the episodes per
+            trial times the step limit, or, without a step limit, the mean length of the first
+            meta-training step's trials (one per task).
         per_episode: report per-episode returns (``steps`` = episodes before) instead of totals.
         seed: seed of the initialization and of the trials' sampling.
         hidden: GRU width.
@@ -182,7 +186,7 @@ class RL2(Learner):
         self,
         distribution: TrialTaskDistribution,
         *,
-        trials_per_task: int = 2,
+        steps_per_iteration: int = 16_384,
         per_episode: bool = True,
         seed: int = 0,
         hidden: int = 128,
@@ -197,13 +201,13 @@ class RL2(Learner):
         max_grad_norm: float = 0.5,
     ):
         super().__init__()
-        if trials_per_task < 1:
-            raise ValueError(f"trials_per_task must be >= 1, got {trials_per_task}")
+        if steps_per_iteration < 1:
+            raise ValueError(f"steps_per_iteration must be >= 1, got {steps_per_iteration}")
         self.distribution = distribution
         self.sampler = distribution.sampler
         self.uses_steps = per_episode
         self.scored_on = "episode" if per_episode else "trial"
-        self.trials_per_task = trials_per_task
+        self.steps_per_iteration = steps_per_iteration
         self.seed_value = seed
         self.iteration = 0
         self.settings = {
@@ -221,6 +225,9 @@ class RL2(Learner):
         # Running second moment of the discounted returns: rewards are divided by its root, so
         # the value head's targets have about unit scale on every environment.
         self.register_buffer("return_moment", torch.ones(()))
+        limit = self.sampler.time_limit
+        length = distribution.episodes_per_trial * limit if limit else 0  # 0: not measured yet
+        self.register_buffer("trial_length", torch.tensor(float(length)))
         input_dim = int(np.prod(self.sampler.observation_space.shape))
         with isolated_rng(seed):
             self.net = RecurrentActorCritic(input_dim, self.sampler.action_space, hidden)
@@ -229,17 +236,26 @@ class RL2(Learner):
     def config(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "trials_per_task": self.trials_per_task,
+            "steps_per_iteration": self.steps_per_iteration,
             "per_episode": self.uses_steps,
             "episodes_per_trial": self.distribution.episodes_per_trial,
             "ppo": self.settings,
         }
 
+    def trials_per_task(self, n_tasks: int) -> int:
+        """Trials of each of ``n_tasks`` tasks that make about ``steps_per_iteration`` steps."""
+        length = float(self.trial_length)
+        if length == 0:
+            return 1
+        return max(1, round(self.steps_per_iteration / (n_tasks * length)))
+
     def collect(self, tasks: Sequence[Any], seed: int) -> Any:
-        """``trials_per_task`` trials of each of ``tasks`` with the current policy."""
-        return self.sampler.sample(
-            RecurrentPolicy(self.net), tasks, self.trials_per_task, seed=seed
-        )
+        """Trials of each of ``tasks`` with the current policy (see :meth:`trials_per_task`)."""
+        trials = self.trials_per_task(len(tasks))
+        episodes = self.sampler.sample(RecurrentPolicy(self.net), tasks, trials, seed=seed)
+        if float(self.trial_length) == 0:
+            self.trial_length.fill_(float(episodes.lengths.float().mean()))
+        return episodes
 
     def meta_train_step(self, tasks: Sequence[Any]) -> dict[str, float]:
         self.iteration += 1

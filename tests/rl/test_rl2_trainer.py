@@ -19,7 +19,7 @@ def _learner(steps: int = 6, **kwargs) -> tuple[RL2, TrialTaskDistribution]:
 
 
 def test_recomputed_log_probs_equal_the_behaviour_policy():
-    learner, dist = _learner(trials_per_task=3)
+    learner, dist = _learner(steps_per_iteration=72)  # 3 trials of 12 steps per task
     tasks = dist.sample(2, "train", make_generator(0))
     inputs, actions, _, mask, old = trial_batch(learner.collect(tasks, seed=3))
     assert inputs.shape[:2] == (12, 6) and mask.sum() == 72  # 2 episodes x 6 steps, 6 trials
@@ -44,7 +44,7 @@ def test_gradient_of_the_second_episode_reaches_the_first():
 def test_update_is_seeded_and_changes_the_policy():
     runs = []
     for _ in range(2):
-        learner, dist = _learner(trials_per_task=2)
+        learner, dist = _learner(steps_per_iteration=48)
         before = [p.detach().clone() for p in learner.net.parameters()]
         metrics = learner.meta_train_step(dist.sample(2, "train", make_generator(0)))
         assert np.isfinite(list(metrics.values())).all()
@@ -60,7 +60,7 @@ def test_second_episode_beats_the_first_after_short_training():
     """Navigation2D, 2 x 100-step episodes, 40 iterations of 16,000 steps: about 2 minutes on
     one core."""
     dist = TrialTaskDistribution(NAV, 2, eval_episodes=4)
-    learner = RL2(dist, trials_per_task=4)
+    learner = RL2(dist, steps_per_iteration=16_000)  # 4 trials per task
     generator = make_generator(1)
     for _ in range(40):
         learner.meta_train_step(dist.sample(20, "train", generator))
@@ -71,3 +71,16 @@ def test_second_episode_beats_the_first_after_short_training():
     # Paired gain over 20 tasks, above zero by more than its 95% interval.
     assert gain.mean() > 1.96 * gain.std(ddof=1) / np.sqrt(len(gain)), (first, second)
     dist.close()
+
+
+def test_trials_per_task_from_the_step_limit_or_the_first_trials():
+    learner, dist = _learner(steps_per_iteration=100)
+    assert learner.trials_per_task(2) == 4  # 100 steps / (2 tasks x 12 steps), rounded
+    dist.close()
+    bandit = TrialTaskDistribution("metagym/Bandit-v0", 10, env_kwargs={"k": 3})
+    learner = RL2(bandit, hidden=8, steps_per_iteration=200)
+    assert learner.trials_per_task(2) == 1  # no step limit: one trial per task to measure
+    learner.meta_train_step(bandit.sample(2, "train", make_generator(0)))
+    assert float(learner.trial_length) == 10  # 10 one-pull episodes
+    assert learner.trials_per_task(2) == 10
+    bandit.close()
