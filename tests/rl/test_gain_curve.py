@@ -81,7 +81,7 @@ def test_cheetah_tiny_run_gain_curve(curve_module, tmp_path):
     curve_module.watch(short / "runs" / "maml", keep, poll=0.01)
     assert main(["run", "rl", *TINY, "--iterations", "2", "--out", str(run)]) == 0
 
-    curve = curve_module.evaluate_run(run, keep, ["test"])
+    curve = curve_module.evaluate_run(run, keep, ["test"], tolerance=1e-6)
     points = [(p["iteration"], p["split"]) for p in curve["points"]]
     assert points == [(1, "test"), (2, "test"), (2, "ood-fast")]
     assert [r["iteration"] for r in curve["training"]] == [1, 2]
@@ -103,7 +103,7 @@ def test_cheetah_tiny_run_gain_curve(curve_module, tmp_path):
         run / "runs" / "maml" / "learner.pt",
     )
     with pytest.raises(RuntimeError, match="differ from the run's"):
-        curve_module.evaluate_run(run, None, ["test"])
+        curve_module.evaluate_run(run, None, ["test"], tolerance=1e-6)
 
 
 def _learner_file(final: Path, checkpoint: Path) -> dict:
