@@ -11,9 +11,10 @@ runner's ``steps`` 1 and 0 rows, on the run's own evaluation tasks and seeds), s
 the interval is 1.96 standard errors of the per-task differences. ``evaluate`` rebuilds the run's
 context from ``runs/maml/rows.json``, scores each checkpoint on ``--splits`` (default ``test``)
 and the final learner on every split the run evaluated, and checks that the final learner's means
-are within ``--tolerance`` of the ones in ``rows.json`` (both are kept in the curve file). The training curve is MAML's own per-iteration log
-(``charts/return_after_adaptation - charts/return_before_adaptation`` on the meta-batch), with
-time from the logged iterations per second.
+are within ``--tolerance`` of the ones in ``rows.json`` (both are kept in the curve file). The
+training curve is MAML's own per-iteration log (``charts/return_after_adaptation -
+charts/return_before_adaptation`` on the meta-batch), with time from the logged iterations per
+second.
 """
 
 from __future__ import annotations
