@@ -7,15 +7,15 @@ reward, done flag)``. :class:`RL2` collects whole trials through the library's s
 (:class:`metagym.rl.sampler.EpisodeSampler`), with the GRU's memory reset only at the start of a
 trial, and trains the GRU by PPO with back-propagation through the whole trial.
 
-Why not sb3-contrib's ``RecurrentPPO``: its rollouts of ``n_steps`` cut a trial into pieces, and
-back-propagation never crosses a piece's start, so the gradient that would teach the first episode
-to store what the second one needs is cut off where it matters (measured in docs/results/rl.md:
-its episode-2 return stayed at its episode-1 return on Navigation2D).
+Why not sb3-contrib's ``RecurrentPPO`` (used before): its rollout buffer starts a sequence at every
+rollout and minibatch boundary from a stored LSTM state, so back-propagation never crosses those
+points and a trial longer than ``n_steps`` is always cut (read in its code, not isolated). On
+Navigation2D its episode-2 return stayed at its episode-1 return (docs/results/rl.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -321,14 +321,13 @@ class RL2(Learner):
         return self.return_moment.sqrt().clamp_min(1e-6)
 
     def env_steps(self, steps: int | None) -> int:
-        """Steps of the ``steps`` earlier episodes of the trial (episodes of the step limit)."""
-        return (steps or 0) * (self.sampler.time_limit or 100)
+        """Steps of the ``steps`` earlier episodes of the trial: the trial length (see
+        :meth:`trials_per_task`) over its episodes; 0 before a trial without a step limit ran."""
+        per_episode = float(self.trial_length) / self.distribution.episodes_per_trial
+        return round((steps or 0) * per_episode)
 
     def adapt(self, task: Any, steps: int | None = None) -> Predictor:
         return RecurrentPolicy(self.net, episode=steps if self.uses_steps else None)
-
-    def adapt_steps(self, task: Any, steps: Iterable[int]) -> dict[int, Predictor]:
-        return {s: self.adapt(task, s) for s in steps}
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {**super().checkpoint_state(), "iteration": self.iteration}

@@ -83,4 +83,5 @@ def test_trials_per_task_from_the_step_limit_or_the_first_trials():
     learner.meta_train_step(bandit.sample(2, "train", make_generator(0)))
     assert float(learner.trial_length) == 10  # 10 one-pull episodes
     assert learner.trials_per_task(2) == 10
+    assert learner.env_steps(3) == 3  # three earlier one-pull episodes
     bandit.close()
