@@ -331,8 +331,7 @@ def test_normalization_meta_gradients_equal_higher_float64(
     backend, case, steps, first_order, meta_sgd
 ):
     """BatchNorm (batch statistics), LayerNorm and GroupNorm on the vmap backend run through a
-    functional normalization, on the loop backend through torch's kernels (and 2x2 max-pools
-    through max_pool2x2): float64 meta-gradients equal higher's to 1e-10 (the one measure)."""
+    functional normalization, on the loop backend through torch's kernels (images channels-last on the CPU): float64 meta-gradients equal higher's to 1e-10 (the one measure)."""
     build, loss, tasks, lr = NORM_CASES[case]
     kwargs = {"train_steps": steps, "first_order": first_order, "meta_sgd": meta_sgd}
     reference = _seeded(lambda: MAML(build(), loss, inner_lr=lr, **kwargs, backend="higher"))
@@ -484,6 +483,50 @@ def test_fast_path_of_plain_chains_equals_functional_call():
     net[0].register_forward_hook(lambda module, args, out: seen.append(out.shape))
     FunctionalModel(net, dict(net.named_parameters()), {})(torch.zeros(2, 1))
     assert seen == [torch.Size([2, 3])]
+
+
+class _MemoryFormats(nn.Module):
+    """A stateless layer that records whether its input is channels-last (and not NCHW)."""
+
+    def __init__(self, seen: list[bool]):
+        super().__init__()
+        self.seen = seen
+
+    def forward(self, x):
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        self.seen.append(nhwc)
+        return x
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_loop_backend_runs_images_channels_last_on_the_cpu(in_channels):
+    """The fused chain (the loop backend) converts CPU images to channels-last, single-channel
+    ones included, where torch's convolution would otherwise return NCHW; its outputs and input
+    gradients equal the NCHW chain's (float64)."""
+    seen: list[bool] = []
+    net = nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1),
+        _MemoryFormats(seen),
+        nn.BatchNorm2d(4, track_running_stats=False),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        _MemoryFormats(seen),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 2),
+    ).double()
+    x = torch.randn(3, in_channels, 8, 8, generator=make_generator(0), dtype=torch.float64)
+    weights = dict(net.named_parameters())
+    outputs, grads = [], []
+    for fused in (True, False):
+        x_ = x.clone().requires_grad_()
+        out = FunctionalModel(net, weights, {}, fused=fused)(x_)
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out.square().sum(), [x_, *weights.values()]))
+    assert seen == [True, True, False, False]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])

@@ -41,9 +41,6 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.utils._pytree import tree_leaves
 
-from metagym.nets.native_conv import conv2d as native_conv2d
-from metagym.nets.pooling import max_pool2x2
-
 #: Normalization layers (all of torch's). ``F.batch_norm`` and friends under ``vmap`` give wrong
 #: second-order meta-gradients, so the vmap backend never calls them: it runs the layers of
 #: :data:`FUNCTIONAL_NORMS` through :func:`normalize` (plain tensor operations) and refuses the rest.
@@ -232,8 +229,6 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
             return [("conv2d", m, prefix)]
         if _functional_norm(m):
             return [("norm", m, prefix)]
-        if _is_pool2x2(m):
-            return [("pool", m, prefix)]
         if _stateless(m):
             return [("call", m, prefix)]
         return None
@@ -241,18 +236,6 @@ def plain_chain(module: nn.Module) -> list[_Layer] | None:
     chain = walk(module, "") if not has_tied_weights(module) else None
     _CHAINS[module] = chain
     return chain
-
-
-def _is_pool2x2(module: nn.Module) -> bool:
-    """An ``nn.MaxPool2d`` that is exactly ``F.max_pool2d(x, 2)`` (what :func:`max_pool2x2` computes)."""
-    if type(module) is not nn.MaxPool2d:
-        return False
-    settings = (module.kernel_size, module.stride, module.padding, module.dilation)
-    return (
-        all(v in (value, (value, value)) for v, value in zip(settings, (2, 2, 0, 1), strict=True))
-        and not module.ceil_mode
-        and not module.return_indices
-    )
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -268,16 +251,23 @@ def _run_chain(
 ) -> Tensor:
     """Run a plain chain on ``x`` with ``weights``. Normalization layers go through
     :func:`normalize` (plain operations, right under ``vmap``) or, with ``fused`` (never under
-    ``vmap``), through torch's own kernels; ``fused`` also pools 2x2 on the CPU with
-    :func:`~metagym.nets.pooling.max_pool2x2` and convolves single-channel inputs with
-    :func:`~metagym.nets.native_conv.conv2d` (the same values and gradients, faster)."""
+    ``vmap``), through torch's own kernels.
+
+    With ``fused``, image batches ``(N, C, H, W)`` of a chain with convolutions run on the CPU in
+    the channels-last memory format: the same values (up to float rounding) and derivatives,
+    but torch's CPU kernels for BatchNorm, 2x2 max-pooling and single-channel convolutions are
+    several times faster on channels-last tensors than on NCHW ones (docs/performance.md)."""
+    nhwc = fused and x.dim() == 4 and x.device.type == "cpu" and _has_conv2d(chain)
+    if nhwc:
+        x = channels_last(x)
     for kind, layer, prefix in chain:
         if kind == "linear":
             x = F.linear(x, weights[prefix + "weight"], weights.get(prefix + "bias"))
         elif kind == "conv2d":
-            x = (native_conv2d if fused else F.conv2d)(
+            weight = weights[prefix + "weight"]
+            x = F.conv2d(
                 x,
-                weights[prefix + "weight"],
+                channels_last(weight) if nhwc else weight,
                 weights.get(prefix + "bias"),
                 layer.stride,
                 layer.padding,
@@ -290,11 +280,23 @@ def _run_chain(
             )
         elif kind == "norm":
             x = normalize(layer, x, weights.get(prefix + "weight"), weights.get(prefix + "bias"))
-        elif kind == "pool" and fused and x.device.type == "cpu":
-            x = max_pool2x2(x)
         else:
             x = layer(x)
     return x
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` ``(N, C, H, W)`` with channels-last strides ``(C*H*W, 1, W*C, C)``, also for ``C = 1``,
+    where ``x.contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides (both
+    layouts are contiguous) and torch's convolution then returns an NCHW output."""
+    n, c, h, w = x.shape
+    if c == 1:
+        return x.reshape(n, h, w, 1).permute(0, 3, 1, 2)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _has_conv2d(chain: list[_Layer]) -> bool:
+    return any(kind == "conv2d" for kind, _, _ in chain)
 
 
 def _fused_normalize(layer: nn.Module, x: Tensor, weight: Tensor | None, bias: Tensor | None):
@@ -313,9 +315,9 @@ class FunctionalModel:
     ``model(x, params=weights)`` runs other weights (a dict, or a list in ``parameters()`` order),
     as higher's functional models do, so :func:`metagym.learners.maml.functional_predictor` and
     :func:`metagym.learners.maml.first_order_backward` work with it. ``fused`` runs a plain
-    chain's normalization and 2x2 pooling through torch's fused kernels and
-    :func:`~metagym.nets.pooling.max_pool2x2` (faster; wrong second derivatives under ``vmap``,
-    so only for models run task by task: the ``"loop"`` backend).
+    chain's normalization through torch's fused kernels, and its images channels-last on the
+    CPU (faster; torch's normalization kernels give wrong second derivatives under ``vmap``, so
+    only for models run task by task: the ``"loop"`` backend).
     """
 
     def __init__(
