@@ -7,9 +7,9 @@ differ only in the support loss they pass. It has three backends: ``"higher"`` (
 ``"vmap"`` (:mod:`metagym.learners.maml_batched`: the same SGD steps written with
 ``torch.func``; :class:`MAML` with ``backend="vmap"`` adapts a whole meta-batch in one
 vectorized call, about 10x faster for small nets) and ``"loop"`` (the same ``torch.func`` steps
-task by task with torch's fused normalization kernels and a faster 2x2 max-pool: on a CPU,
-conv-net evaluation 1.1-1.2x higher's, meta-training steps within noise of it). :class:`MAML`'s default, ``"auto"``, picks one of them
-(:func:`choose_backend`).
+task by task with torch's fused normalization kernels, images channels-last on the CPU: there,
+conv4 meta-training steps 1.2x and evaluation 1.5x faster than higher's). :class:`MAML`'s
+default, ``"auto"``, picks one of them (:func:`choose_backend`).
 
 Notes measured with torch 2.13 + higher 0.2.1 (see DESIGN.md):
 - BatchNorm running statistics never reach the original model, so nets must use BatchNorm with
@@ -79,9 +79,9 @@ def choose_backend(model: nn.Module, device: torch.device | str = "cpu") -> str:
        layers, BatchNorm with running statistics, normalization layers outside plain chains...);
     2. ``"vmap"`` on a GPU (measured 10-17x the per-task loop: sinusoid MLP, conv4);
     3. on the CPU, ``"loop"`` for nets with convolutions (conv4 on 2 cores: a per-task loop is
-       about 2x vmap, whose batched convolutions lose to per-task kernels; the loop's faster
-       2x2 max-pool and first-layer convolution make evaluation 1.1-1.2x higher's, meta-training
-       steps equal within noise) and ``"vmap"`` for the rest (MLPs: about 9x the loop).
+       about 2x vmap, whose batched convolutions lose to per-task kernels; the loop's
+       channels-last images make meta-training steps 1.2x and evaluation 1.5x faster than
+       higher's) and ``"vmap"`` for the rest (MLPs: about 9x the loop).
 
     Cached per model and device type.
     """
@@ -160,8 +160,8 @@ def adapted_model(
             ``torch.func``, :func:`metagym.learners.maml_batched.inner_loop`, normalization
             written from plain operations so that it is right under ``vmap``; refuses the nets
             :func:`~metagym.learners.maml_batched.check_batchable` refuses) or ``"loop"`` (the
-            same ``torch.func`` steps with torch's fused normalization kernels and a faster 2x2
-            max-pool on the CPU; never under ``vmap``; any net). Both take plain SGD only; their
+            same ``torch.func`` steps with torch's fused normalization kernels and channels-last
+            images on the CPU; never under ``vmap``; any net). Both take plain SGD only; their
             ``model`` is a :class:`~metagym.learners.maml_batched.FunctionalModel`.
         step_learning_rates: one list like ``learning_rates`` per inner step (MAML++'s per-layer
             per-step rates); steps past its end take its last entry. Overrides ``learning_rates``.
@@ -389,7 +389,7 @@ class MAML(Learner):
         backend: ``"auto"`` (default: :func:`choose_backend` picks, for the net and the device
             it is on when it runs, the fastest right one), ``"higher"`` (the reference: a loop
             over tasks), ``"loop"`` (a loop over tasks through ``torch.func`` with fused
-            kernels: on the CPU, conv-net evaluation 1.1-1.2x higher's) or ``"vmap"`` (the
+            kernels and channels-last images: on the CPU, conv4 1.2-1.5x higher's speed) or ``"vmap"`` (the
             whole meta-batch in one ``torch.func.vmap`` call;
             about 10x faster for small nets such as the sinusoid MLP, same meta-gradients;
             BatchNorm with batch statistics, LayerNorm and GroupNorm run through a functional

@@ -41,6 +41,8 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.utils._pytree import tree_leaves
 
+from metagym.nets.layout import channels_last
+
 #: Normalization layers (all of torch's). ``F.batch_norm`` and friends under ``vmap`` give wrong
 #: second-order meta-gradients, so the vmap backend never calls them: it runs the layers of
 #: :data:`FUNCTIONAL_NORMS` through :func:`normalize` (plain tensor operations) and refuses the rest.
@@ -255,8 +257,9 @@ def _run_chain(
 
     With ``fused``, image batches ``(N, C, H, W)`` of a chain with convolutions run on the CPU in
     the channels-last memory format: the same values (up to float rounding) and derivatives,
-    but torch's CPU kernels for BatchNorm, 2x2 max-pooling and single-channel convolutions are
-    several times faster on channels-last tensors than on NCHW ones (docs/performance.md)."""
+    faster (:mod:`metagym.nets.layout`). The convolution weights are laid out channels-last too:
+    an NCHW weight gets a channels-last gradient, and the adapted weight then mixes the two
+    layouts, on which element-wise kernels run about 20x slower."""
     nhwc = fused and x.dim() == 4 and x.device.type == "cpu" and _has_conv2d(chain)
     if nhwc:
         x = channels_last(x)
@@ -283,16 +286,6 @@ def _run_chain(
         else:
             x = layer(x)
     return x
-
-
-def channels_last(x: Tensor) -> Tensor:
-    """``x`` ``(N, C, H, W)`` with channels-last strides ``(C*H*W, 1, W*C, C)``, also for ``C = 1``,
-    where ``x.contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides (both
-    layouts are contiguous) and torch's convolution then returns an NCHW output."""
-    n, c, h, w = x.shape
-    if c == 1:
-        return x.reshape(n, h, w, 1).permute(0, 3, 1, 2)
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _has_conv2d(chain: list[_Layer]) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from metagym.nets.layout import cpu_layout
+
 
 @dataclass(frozen=True)
 class Examples:
@@ -33,7 +35,10 @@ class Examples:
         return self.x.shape[0]
 
     def to(self, device: torch.device | str) -> Examples:
-        return Examples(self.x.to(device), self.y.to(device))
+        """The examples on ``device``; image inputs ``(n, C, H, W)`` on the CPU are laid out
+        channels-last (the same values; torch's conv-net kernels are faster there,
+        :mod:`metagym.nets.layout`)."""
+        return Examples(cpu_layout(self.x.to(device)), self.y.to(device))
 
 
 @dataclass(frozen=True)
