@@ -23,6 +23,7 @@ from metagym.learners import MAML
 from metagym.learners.maml import choose_backend
 from metagym.learners.maml_batched import check_batchable
 from metagym.nets import mlp
+from metagym.nets.layout import cpu_layout
 from metagym.tasks import SinusoidTasks, make_generator
 from metagym.tasks.base import Examples, SupervisedTask
 
@@ -205,16 +206,27 @@ def sinusoid_case(
 
 
 def _image_tasks(
-    device: torch.device, n: int, ways: int, shots: int, queries: int, seed: int
+    device: torch.device,
+    n: int,
+    ways: int,
+    shots: int,
+    queries: int,
+    seed: int,
+    *,
+    channels_last: bool = False,
 ) -> list[SupervisedTask]:
-    """``n`` tasks of random 28x28 images with Omniglot's shapes (labels ``0..ways-1``)."""
+    """``n`` tasks of random 28x28 images with Omniglot's shapes (labels ``0..ways-1``), NCHW
+    as the peers' data loaders give them, or with ``channels_last`` laid out as metagym's
+    ``Examples.to`` lays them out on the CPU (which speeds up every path, the peers' included:
+    docs/performance.md)."""
     generator = make_generator(seed)
 
     def examples(per_class: int) -> Examples:
         y = torch.arange(ways).repeat_interleave(per_class)
-        return Examples(torch.rand(len(y), 1, 28, 28, generator=generator), y)
+        x = torch.rand(len(y), 1, 28, 28, generator=generator).to(device)
+        return Examples(cpu_layout(x) if channels_last else x, y.to(device))
 
-    return [SupervisedTask(examples(shots), examples(queries)).to(device) for _ in range(n)]
+    return [SupervisedTask(examples(shots), examples(queries)) for _ in range(n)]
 
 
 def _without_norm(net: nn.Module) -> nn.Module:
@@ -238,6 +250,7 @@ def conv4_maml_case(
     chunks: Sequence[int] = (),
     name: str | None = None,
     hidden: int = 64,
+    channels_last: bool = False,
 ) -> Case:
     conv4 = importlib.import_module("metagym.nets.conv4").conv4
     net = _seeded(lambda: conv4(1, hidden, out_features=OMNIGLOT_WAYS, track_running_stats=False))
@@ -245,7 +258,15 @@ def conv4_maml_case(
         net = _without_norm(net)
     net = net.to(device)
     batches = [
-        _image_tasks(device, OMNIGLOT_META_BATCH, OMNIGLOT_WAYS, 1, queries, seed)
+        _image_tasks(
+            device,
+            OMNIGLOT_META_BATCH,
+            OMNIGLOT_WAYS,
+            1,
+            queries,
+            seed,
+            channels_last=channels_last,
+        )
         for seed in range(2)
     ]
     workload = Workload("ce", 1, False, 0.4)
@@ -261,7 +282,7 @@ def conv4_maml_case(
         description=(
             f"MAML 5-way 1-shot, {queries} queries per class, meta-batch {OMNIGLOT_META_BATCH}, "
             f"{label} ({hidden} channels{', BatchNorm' if norm else ', BatchNorm removed'}), 1 inner step, "
-            "second order, random 28x28 images"
+            f"second order, random 28x28 images{' laid out channels-last' if channels_last else ''}"
         ),
         paths=paths + [_floor(copy.deepcopy(net), x, y, F.cross_entropy)],
         rounds=rounds,
@@ -353,6 +374,16 @@ def registry(quick: bool = False) -> dict[str, tuple[Callable[..., Case], tuple[
         ),
         "omniglot conv4-nonorm maml": (
             lambda d, parity=True: conv4_maml_case(d, norm=False, rounds=r(5), parity=parity),
+            ("metagym.nets.conv4",),
+        ),
+        "omniglot conv4 maml channels-last": (
+            lambda d, parity=True: conv4_maml_case(
+                d,
+                rounds=r(5),
+                parity=parity,
+                channels_last=True,
+                name="omniglot conv4 maml channels-last",
+            ),
             ("metagym.nets.conv4",),
         ),
         "omniglot conv4 maml chunks": (
