@@ -41,6 +41,7 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.utils._pytree import tree_leaves
 
+from metagym.nets.batch_norm import batch_norm
 from metagym.nets.layout import channels_last
 
 #: Normalization layers (all of torch's). ``F.batch_norm`` and friends under ``vmap`` give wrong
@@ -293,13 +294,14 @@ def _has_conv2d(chain: list[_Layer]) -> bool:
 
 
 def _fused_normalize(layer: nn.Module, x: Tensor, weight: Tensor | None, bias: Tensor | None):
-    """``layer`` with ``weight`` and ``bias`` through torch's kernel (batch statistics for
-    BatchNorm, as :func:`normalize`); right outside ``vmap`` only."""
+    """``layer`` with ``weight`` and ``bias`` through torch's kernels (batch statistics for
+    BatchNorm, as :func:`normalize`, with a layout-keeping second derivative:
+    :mod:`metagym.nets.batch_norm`); right outside ``vmap`` only."""
     if isinstance(layer, nn.LayerNorm):
         return F.layer_norm(x, layer.normalized_shape, weight, bias, layer.eps)
     if isinstance(layer, nn.GroupNorm):
         return F.group_norm(x, layer.num_groups, weight, bias, layer.eps)
-    return F.batch_norm(x, None, None, weight, bias, True, 0.0, layer.eps)
+    return batch_norm(x, weight, bias, layer.eps)
 
 
 class FunctionalModel:
