@@ -7,9 +7,9 @@ differ only in the support loss they pass. It has three backends: ``"higher"`` (
 ``"vmap"`` (:mod:`metagym.learners.maml_batched`: the same SGD steps written with
 ``torch.func``; :class:`MAML` with ``backend="vmap"`` adapts a whole meta-batch in one
 vectorized call, about 10x faster for small nets) and ``"loop"`` (the same ``torch.func`` steps
-task by task with torch's fused normalization kernels, images channels-last on the CPU: there,
-conv4 meta-training steps 1.2x and evaluation 1.5x faster than higher's). :class:`MAML`'s
-default, ``"auto"``, picks one of them (:func:`choose_backend`).
+task by task with torch's fused normalization kernels, images channels-last on the CPU and a
+BatchNorm whose second derivatives keep that layout: there, conv4 meta-training steps 1.2-1.4x
+higher's). :class:`MAML`'s default, ``"auto"``, picks one of them (:func:`choose_backend`).
 
 Notes measured with torch 2.13 + higher 0.2.1 (see DESIGN.md):
 - BatchNorm running statistics never reach the original model, so nets must use BatchNorm with
@@ -80,8 +80,8 @@ def choose_backend(model: nn.Module, device: torch.device | str = "cpu") -> str:
     2. ``"vmap"`` on a GPU (measured 10-17x the per-task loop: sinusoid MLP, conv4);
     3. on the CPU, ``"loop"`` for nets with convolutions (conv4 on 2 cores: a per-task loop is
        about 2x vmap, whose batched convolutions lose to per-task kernels; the loop's
-       channels-last images make meta-training steps 1.2x and evaluation 1.5x faster than
-       higher's) and ``"vmap"`` for the rest (MLPs: about 9x the loop).
+       meta-training steps are 1.2-1.4x higher's, its evaluation within noise to 1.15x) and
+       ``"vmap"`` for the rest (MLPs: about 9x the loop).
 
     Cached per model and device type.
     """
@@ -389,7 +389,8 @@ class MAML(Learner):
         backend: ``"auto"`` (default: :func:`choose_backend` picks, for the net and the device
             it is on when it runs, the fastest right one), ``"higher"`` (the reference: a loop
             over tasks), ``"loop"`` (a loop over tasks through ``torch.func`` with fused
-            kernels and channels-last images: on the CPU, conv4 1.2-1.5x higher's speed) or ``"vmap"`` (the
+            kernels and channels-last images: on the CPU, conv4 meta-training 1.2-1.4x
+            higher's speed) or ``"vmap"`` (the
             whole meta-batch in one ``torch.func.vmap`` call;
             about 10x faster for small nets such as the sinusoid MLP, same meta-gradients;
             BatchNorm with batch statistics, LayerNorm and GroupNorm run through a functional

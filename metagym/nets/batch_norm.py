@@ -6,9 +6,10 @@ support pass) builds NCHW tensors from channels-last ones, and element-wise kern
 layouts (ReLU's backward, BatchNorm's backward) run many times slower. :func:`batch_norm` runs
 torch's kernels forward and, when nothing differentiates the backward pass, backward too; when
 the backward pass must itself be differentiable (``create_graph=True``), it writes that pass from
-plain tensor operations, which keep the layout of their inputs. Measured on conv4 second-order
-MAML steps: about 10% faster on NCHW images and 15% on channels-last ones (docs/performance.md);
-float64 meta-gradients equal higher's to 1e-10 (``tests/test_maml_backends.py``).
+plain tensor operations, which keep the layout of their inputs. Conv4 second-order MAML steps on
+the loop backend, side by side on one thread: 1,500 -> 1,344 ms on NCHW images, 1,539 -> 1,311 ms
+on channels-last ones (docs/performance.md). Float64 meta-gradients equal higher's to 1e-10
+(``tests/test_maml_backends.py``).
 """
 
 from __future__ import annotations
