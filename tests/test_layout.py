@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
+from metagym.learners.blackbox_classifier import BlackBoxClassifier
+from metagym.learners.protonet import PrototypicalNetwork
 from metagym.nets.layout import channels_last
 from metagym.tasks import make_generator
 from metagym.tasks.base import Examples, SupervisedTask
@@ -41,3 +44,38 @@ def test_tasks_moved_to_the_cpu_carry_channels_last_images_and_leave_other_input
         assert torch.equal(moved.y, images.y)
     moved = vectors.to("cpu")
     assert moved.x.stride() == vectors.x.stride() and torch.equal(moved.x, vectors.x)
+
+
+class _LayoutProbe(nn.Module):
+    """An embedding ``(n, 1, 8, 8) -> (n, 4)`` that records whether its input is channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 8)
+        self.seen: list[bool] = []
+
+    def forward(self, x):
+        self.seen.append(_is_nhwc(x))
+        return self.conv(x).flatten(1)
+
+
+@pytest.mark.parametrize("learner", ["protonet", "blackbox"])
+def test_episodic_learners_embed_channels_last_batches(learner):
+    """Stacking tasks and flattening episodes gives NCHW strides back; the episodic learners lay
+    the flattened batch out channels-last again before their embedding."""
+    g = make_generator(3)
+
+    def task():
+        y = torch.arange(3).repeat(2)
+        return SupervisedTask(
+            Examples(torch.rand(6, 1, 8, 8, generator=g), y),
+            Examples(torch.rand(6, 1, 8, 8, generator=g), y),
+        ).to("cpu")
+
+    probe = _LayoutProbe()
+    if learner == "protonet":
+        model = PrototypicalNetwork(probe)
+    else:
+        model = BlackBoxClassifier(probe, dim=4, ways=3, hidden=8, key_dim=4)
+    model.meta_train_step([task(), task()])
+    assert probe.seen and all(probe.seen)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from metagym.learners.base import Learner, Predictor, check_positive
+from metagym.nets.layout import cpu_layout
 from metagym.nets.recurrent import CELLS
 from metagym.tasks.base import SupervisedTask, stack_tasks
 
@@ -94,9 +95,8 @@ class BlackBoxClassifier(Learner):
     def forward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
         """Support ``(T, S, *image)``, ``(T, S)``; queries ``(T, Q, *image)`` -> logits ``(T, Q, N)``."""
         t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        features = self.embedding(torch.cat([support_x, query_x], 1).flatten(0, 1)).view(
-            t, s + q, -1
-        )
+        images = cpu_layout(torch.cat([support_x, query_x], 1).flatten(0, 1))
+        features = self.embedding(images).view(t, s + q, -1)
         labels = F.one_hot(support_y, self.ways).to(features.dtype)
         support_out, state = self.rnn(torch.cat([features[:, :s], labels], dim=-1))  # (T, S, H)
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from metagym.learners.base import Learner, Predictor, check_positive
+from metagym.nets.layout import cpu_layout
 from metagym.tasks.base import SupervisedTask, stack_tasks
 
 #: Probabilities below this are clamped before the log (a class with no support mass).
@@ -82,8 +83,9 @@ class EpisodicLearner(Learner):
         return {"name": self.name, "meta_lr": self.meta_lr, "lr_halving": self.lr_halving}
 
     def embed(self, x: Tensor) -> Tensor:
-        """Images ``(T, n, *image)`` -> features ``(T, n, D)``, one batch through the net."""
-        return self.embedding(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
+        """Images ``(T, n, *image)`` -> features ``(T, n, D)``, one batch through the net
+        (channels-last on the CPU: :mod:`metagym.nets.layout`)."""
+        return self.embedding(cpu_layout(x.flatten(0, 1))).view(x.shape[0], x.shape[1], -1)
 
     @abstractmethod
     def head(self, support: Tensor, support_y: Tensor, query: Tensor, ways: int) -> Tensor:
