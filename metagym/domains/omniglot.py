@@ -61,7 +61,7 @@ class OmniglotProfile(ClassificationProfile):
 
 
 PROFILES = {
-    # 2 CPU cores, all learners, 5-way 1-shot: under 30 minutes with --jobs 2 (docs/results/omniglot.md).
+    # 2 CPU cores, all learners, 5-way 1-shot: about 16 minutes with --jobs 2 (docs/results/omniglot.md).
     # Reptile trains on 10 drawings per class, 5 inner steps on class-balanced minibatches of 10
     # (the paper's train-shots 10, inner batch 10), so its updates cost a third of 5 full-batch
     # steps on support and query together and it takes REPTILE_QUICK of them.
