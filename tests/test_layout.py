@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from metagym.learners.blackbox_classifier import BlackBoxClassifier
+from metagym.learners.in_context import TransformerClassifier
 from metagym.learners.protonet import PrototypicalNetwork
 from metagym.nets.layout import channels_last
 from metagym.tasks import make_generator
@@ -59,7 +60,7 @@ class _LayoutProbe(nn.Module):
         return self.conv(x).flatten(1)
 
 
-@pytest.mark.parametrize("learner", ["protonet", "blackbox"])
+@pytest.mark.parametrize("learner", ["protonet", "blackbox", "transformer"])
 def test_episodic_learners_embed_channels_last_batches(learner):
     """Stacking tasks and flattening episodes gives NCHW strides back; the episodic learners lay
     the flattened batch out channels-last again before their embedding."""
@@ -75,7 +76,9 @@ def test_episodic_learners_embed_channels_last_batches(learner):
     probe = _LayoutProbe()
     if learner == "protonet":
         model = PrototypicalNetwork(probe)
-    else:
+    elif learner == "blackbox":
         model = BlackBoxClassifier(probe, dim=4, ways=3, hidden=8, key_dim=4)
+    else:
+        model = TransformerClassifier(probe, dim=4, ways=3, d_model=8, heads=2, layers=1)
     model.meta_train_step([task(), task()])
     assert probe.seen and all(probe.seen)

@@ -92,11 +92,17 @@ class BlackBoxClassifier(Learner):
                 f"{self.name} was built for {self.ways}-way tasks, got label {int(labels.max())}"
             )
 
+    def embed_episode(self, support_x: Tensor, query_x: Tensor) -> Tensor:
+        """Support ``(T, S, *image)`` and queries ``(T, Q, *image)`` -> features ``(T, S + Q, D)``,
+        one batch through the embedding (channels-last on the CPU: :mod:`metagym.nets.layout`)."""
+        t, n = support_x.shape[0], support_x.shape[1] + query_x.shape[1]
+        images = cpu_layout(torch.cat([support_x, query_x], 1).flatten(0, 1))
+        return self.embedding(images).view(t, n, -1)
+
     def forward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
         """Support ``(T, S, *image)``, ``(T, S)``; queries ``(T, Q, *image)`` -> logits ``(T, Q, N)``."""
         t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        images = cpu_layout(torch.cat([support_x, query_x], 1).flatten(0, 1))
-        features = self.embedding(images).view(t, s + q, -1)
+        features = self.embed_episode(support_x, query_x)
         labels = F.one_hot(support_y, self.ways).to(features.dtype)
         support_out, state = self.rnn(torch.cat([features[:, :s], labels], dim=-1))  # (T, S, H)
 

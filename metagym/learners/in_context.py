@@ -26,7 +26,6 @@ from metagym.learners.base import Learner, check_positive
 from metagym.learners.blackbox import BlackBoxRegressor
 from metagym.learners.blackbox_classifier import BlackBoxClassifier
 from metagym.nets.in_context import InContextTransformer
-from metagym.nets.layout import cpu_layout
 
 
 def _flagged(features: Tensor, flag: float) -> Tensor:
@@ -133,8 +132,7 @@ class TransformerClassifier(_TransformerSettings, BlackBoxClassifier):
     def forward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
         """Support ``(T, S, *image)``, ``(T, S)``; queries ``(T, Q, *image)`` -> logits ``(T, Q, N)``."""
         t, s, q = support_x.shape[0], support_x.shape[1], query_x.shape[1]
-        images = cpu_layout(torch.cat([support_x, query_x], 1).flatten(0, 1))
-        features = self.embedding(images).view(t, s + q, -1)
+        features = self.embed_episode(support_x, query_x)
         labels = F.one_hot(support_y, self.ways).to(features.dtype)
         support = _flagged(torch.cat([features[:, :s], labels], dim=-1), 1.0)
         blank = torch.zeros(t, q, self.ways, dtype=features.dtype, device=features.device)
