@@ -3,6 +3,7 @@
     metagym list                                   domains, learners, splits, profiles, environments
     metagym run DOMAIN [--profile P] [--learners a,b] [--out DIR] [--resume] [--jobs N] ...
     metagym plot DIR                               redraw a run's plots from its files
+    metagym evaluate RUN [--eval-tasks N] ...      score a finished run again, without training
     metagym aggregate RUN... --out DIR             results over seeds
     metagym report --profile quick --out DIR       the trade-off report (docs/report.md)
 
@@ -78,6 +79,11 @@ def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None
     )
     parser.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
     parser.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep every checkpoint (runs/<learner>/checkpoints) for metagym evaluate --checkpoints",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="hide progress bars (they are off anyway when stderr is not a terminal)",
@@ -88,6 +94,69 @@ def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None
 
 
 @functools.cache
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    """``metagym evaluate RUN``: re-score a finished run's learners (metagym.rescore)."""
+    parser = commands.add_parser(
+        "evaluate",
+        help="score a finished run's learners again (more tasks, steps, shifts), no training",
+        description="Score the saved learners of RUN again, on the run's own task stream: the "
+        "first tasks of each split are the run's, so --eval-tasks extends them. New records are "
+        "appended to runs/<learner>/scores.csv.gz, those the run had are checked bit for bit; "
+        "the rows, results and plots are recomputed.",
+    )
+    parser.add_argument("run", help="a metagym run --out folder")
+    parser.add_argument("--learners", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--splits", default=None, help="comma-separated (default: the run's)")
+    parser.add_argument("--eval-tasks", type=int, default=None, help="tasks per split")
+    parser.add_argument("--steps", default=None, help="comma-separated adaptation step counts")
+    parser.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="KIND=LEVEL[,LEVEL]",
+        help="add graded shift levels, e.g. scale=0.5 (Omniglot: shear, scale); repeatable",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="score the kept checkpoints of one learner (metagym run --keep-checkpoints)",
+    )
+    parser.add_argument("--data-root", default=None, help="folder of data sets (Omniglot)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N]")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: the run's own, with which its scores are reproduced bit for bit)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.set_defaults(handler=evaluate_command)
+
+
+def _shifts(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    out: dict[str, tuple[float, ...]] = {}
+    for spec in specs:
+        kind, sep, levels = spec.partition("=")
+        try:
+            values = tuple(float(v) for v in levels.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not sep or not kind.strip() or not values:
+            raise ValueError(f"--shift {spec!r}: give KIND=LEVEL[,LEVEL], e.g. scale=0.5")
+        out[kind.strip()] = out.get(kind.strip(), ()) + values
+    return out
+
+
+def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: give comma-separated integers") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's parser (built once: it registers every domain's flags)."""
     parser = argparse.ArgumentParser(
@@ -110,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("out_dir", help="a run folder holding results.json")
     plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     plot.set_defaults(handler=plot_command)
+
+    add_evaluate_parser(commands)
 
     aggregate = commands.add_parser("aggregate", help="results of several seeds")
     aggregate.add_argument("runs", nargs="+", help="run folders (or results.json), one per seed")
@@ -193,6 +264,7 @@ def run_command(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         tensorboard=args.tensorboard,
         data_root=args.data_root,
+        keep_checkpoints=args.keep_checkpoints,
     )
     start = time.perf_counter()
     outcome = run(domain, profile, _split_names(args.learners), options)
@@ -203,6 +275,47 @@ def run_command(args: argparse.Namespace) -> int:
         print((folder / "results.md").read_text())
         print(f"table: {folder / 'results.md'}")
         print("plots: " + ", ".join(results.get("plots", [])))
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from metagym.experiment import check_device
+    from metagym.rescore import RescoreOptions, rescore, run_threads
+
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    # The run's own thread count by default: scores are bit-identical only with the same threads.
+    torch.set_num_threads(args.threads or run_threads(Path(args.run)) or torch.get_num_threads())
+    learners, splits = _split_names(args.learners), _split_names(args.splits)
+    options = RescoreOptions(
+        learners=None if learners is None else tuple(learners),
+        splits=None if splits is None else tuple(splits),
+        eval_tasks=args.eval_tasks,
+        steps=_ints("--steps", args.steps),
+        shifts=_shifts(args.shift),
+        checkpoints=args.checkpoints,
+        device=check_device(args.device),
+        data_root=args.data_root,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    start = time.perf_counter()
+    for folder, checks in rescore(args.run, options).items():
+        for learner, check in checks.items():
+            check = check.get("check", check)
+            print(
+                f"{folder} {learner}: {check['added']} records added; of the "
+                f"{check['checked']} the run had, {check['identical']} identical"
+                + (
+                    f" (largest difference {check['max_abs_difference']:.3g})"
+                    if check["identical"] < check["checked"]
+                    else ""
+                )
+            )
+        if not args.checkpoints:
+            print(f"table: {Path(folder) / 'results.md'}")
     print(f"wall time {time.perf_counter() - start:.0f} s")
     return 0
 

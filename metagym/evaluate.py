@@ -11,6 +11,8 @@ A distribution with several metrics (``metrics = ("success", "return")``: Meta-W
 dict ``{metric: value}`` from ``score`` and gets rows for each metric; one whose tasks fall into
 groups (``task_group(task) -> str``: Meta-World's env names) also gets rows per group, with a
 ``group`` field (``"all"`` on the rows over every task), when a split holds several groups.
+
+Every task's score is also a record (:mod:`metagym.scores`); the rows are the records' summary.
 """
 
 from __future__ import annotations
@@ -23,15 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 from metagym.learners.base import Learner
+from metagym.scores import confidence_interval, summarize
 from metagym.tasks.base import SupervisedTask, TaskDistribution
 
-
-def confidence_interval(values: Sequence[float]) -> float:
-    """Half-width of the 95% interval of the mean: 1.96 * std / sqrt(n) (0 for n < 2)."""
-    n = len(values)
-    if n < 2:
-        return 0.0
-    return 1.96 * float(torch.tensor(values, dtype=torch.float64).std()) / math.sqrt(n)
+__all__ = ["confidence_interval", "evaluate", "task_records"]
 
 
 class _FiniteWatch:
@@ -58,6 +55,92 @@ def _score(distribution: TaskDistribution, predictor, task) -> float:
     return score if watched.finite else math.nan
 
 
+def task_records(
+    learner: Learner,
+    distribution: TaskDistribution,
+    split: str,
+    tasks: Sequence[Any],
+    steps: Sequence[int] = (0, 1, 2, 5, 10),
+    *,
+    first_task: int = 0,
+    iteration: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Score ``learner`` on each of ``tasks`` (all of ``split``; ``tasks[0]`` is task
+    ``first_task`` of the split's evaluation stream) after each number of ``steps``: one record
+    per task, step count and metric (:mod:`metagym.scores`); ``iteration``: the learner's
+    meta-updates, written into the records."""
+    distribution.check_split(split)
+    if not tasks:
+        raise ValueError("evaluate() needs at least one task")
+    if any(not isinstance(s, int) or s < 0 for s in steps):
+        raise ValueError(f"adaptation steps must be ints >= 0, got {list(steps)}")
+    step_list: list[int | None] = sorted(set(steps)) if learner.uses_steps else [None]
+    metrics = tuple(getattr(distribution, "metrics", None) or (distribution.metric,))
+    task_group = getattr(distribution, "task_group", None)
+    records: list[dict[str, Any]] = []
+    learner.eval()
+    bar = tqdm(
+        total=len(tasks), desc=f"eval {learner.name} {split}", disable=not progress, leave=False
+    )
+    for start in range(0, len(tasks), max(1, learner.eval_batch)):
+        chunk = [task.to(learner.device) for task in tasks[start : start + learner.eval_batch]]
+        adapted = learner.adapt_many(chunk, [s for s in step_list if s is not None])
+        for offset, (task, predictors) in enumerate(zip(chunk, adapted, strict=True)):
+            group = task_group(task) if task_group is not None else None
+            params = getattr(task, "params", None)
+            for s in step_list:
+                score = _score(distribution, predictors[s], task)
+                for metric in metrics:
+                    value = float(score[metric] if len(metrics) > 1 else score)
+                    records.append(
+                        {
+                            "learner": learner.name,
+                            "split": split,
+                            "task": first_task + start + offset,
+                            "steps": s,
+                            "metric": metric,
+                            "score": value,
+                            "diverged": bool(distribution.diverged(value)),
+                            "group": group,
+                            "env_steps": learner.env_steps(s)
+                            if learner.scored_on is not None
+                            else None,
+                            "iteration": iteration,
+                            "params": params,
+                        }
+                    )
+        bar.update(len(chunk))
+    bar.close()
+    learner.train()
+    return records
+
+
+def summary_rows(
+    learner: Learner, distribution: TaskDistribution, records: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The results rows of one learner's ``records`` (:func:`metagym.scores.summarize`) with the
+    fields that identify them: ``domain, learner, split``, the distribution's row fields,
+    ``group`` where there is one, ``steps, metric``, the measured fields, and for RL learners
+    ``env_steps`` and ``scored_on``."""
+    rows = []
+    for summary in summarize(records):
+        group = {"group": summary["group"]} if "group" in summary else {}
+        row = {
+            "domain": distribution.domain,
+            "learner": learner.name,
+            "split": summary["split"],
+            **distribution.row_fields(),
+            **group,
+            **{k: v for k, v in summary.items() if k not in ("split", "group")},
+        }
+        if learner.scored_on is not None:
+            row["env_steps"] = learner.env_steps(summary["steps"])
+            row["scored_on"] = learner.scored_on
+        rows.append(row)
+    return rows
+
+
 def evaluate(
     learner: Learner,
     distribution: TaskDistribution,
@@ -66,81 +149,20 @@ def evaluate(
     steps: Sequence[int] = (0, 1, 2, 5, 10),
     *,
     progress: bool = True,
+    records: list[dict[str, Any]] | None = None,
+    first_task: int = 0,
 ) -> list[dict[str, Any]]:
     """Score ``learner`` on ``tasks`` (all drawn from ``split``) after each number of ``steps``.
 
     Returns one row per step count (one row with ``steps: None`` for learners without gradient
     steps) in the results schema: ``domain, learner, split, steps, metric, mean, ci95, n_tasks``
     plus the distribution's own fields (e.g. ``shots``) and ``diverged`` / ``n_diverged`` /
-    ``diverged_at_step``.
+    ``diverged_at_step``. With ``records`` (a list), the per-task records are appended to it
+    (``first_task``: the stream index of ``tasks[0]``).
     """
-    distribution.check_split(split)
-    if not tasks:
-        raise ValueError("evaluate() needs at least one task")
-    if any(not isinstance(s, int) or s < 0 for s in steps):
-        raise ValueError(f"adaptation steps must be ints >= 0, got {list(steps)}")
-    step_list: list[int | None] = sorted(set(steps)) if learner.uses_steps else [None]
-    scores: dict[int | None, list[Any]] = {s: [] for s in step_list}
-    learner.eval()
-    bar = tqdm(
-        total=len(tasks), desc=f"eval {learner.name} {split}", disable=not progress, leave=False
+    mine = task_records(
+        learner, distribution, split, tasks, steps, first_task=first_task, progress=progress
     )
-    for start in range(0, len(tasks), max(1, learner.eval_batch)):
-        chunk = [task.to(learner.device) for task in tasks[start : start + learner.eval_batch]]
-        adapted = learner.adapt_many(chunk, [s for s in step_list if s is not None])
-        for task, predictors in zip(chunk, adapted, strict=True):
-            for s, predictor in predictors.items():
-                scores[s].append(_score(distribution, predictor, task))
-        bar.update(len(chunk))
-    bar.close()
-    learner.train()
-
-    metrics = tuple(getattr(distribution, "metrics", None) or (distribution.metric,))
-    task_group = getattr(distribution, "task_group", None)
-    groups = [task_group(task) for task in tasks] if task_group is not None else []
-    selections: list[tuple[dict[str, Any], list[int]]] = [({}, list(range(len(tasks))))]
-    if len(set(groups)) > 1:
-        selections = [({"group": "all"}, selections[0][1])]
-        for name in sorted(set(groups)):
-            selections.append(({"group": name}, [i for i, g in enumerate(groups) if g == name]))
-    rows = []
-    for fields, picked in selections:
-        for metric in metrics:
-            values = {
-                s: [v[metric] if len(metrics) > 1 else v for v in (scores[s][i] for i in picked)]
-                for s in step_list
-            }
-            rows += _rows(learner, distribution, split, step_list, values, metric, fields)
-    return rows
-
-
-def _rows(learner, distribution, split, step_list, scores, metric, fields) -> list[dict[str, Any]]:
-    """One row per step count of ``metric``'s ``scores`` (step -> per-task values)."""
-    rows = []
-    first_diverged = None
-    for s in step_list:
-        values = scores[s]
-        good = [v for v in values if not distribution.diverged(v)]
-        n_bad = len(values) - len(good)
-        if n_bad and first_diverged is None:
-            first_diverged = s
-        row = {
-            "domain": distribution.domain,
-            "learner": learner.name,
-            "split": split,
-            **distribution.row_fields(),
-            **fields,
-            "steps": s,
-            "metric": metric,
-            "mean": None if n_bad else sum(values) / len(values),
-            "ci95": None if n_bad else confidence_interval(values),
-            "n_tasks": len(values),
-            "diverged": bool(n_bad),
-            "n_diverged": n_bad,
-            "diverged_at_step": first_diverged if n_bad else None,
-        }
-        if learner.scored_on is not None:
-            row["env_steps"] = learner.env_steps(s)
-            row["scored_on"] = learner.scored_on
-        rows.append(row)
-    return rows
+    if records is not None:
+        records.extend(mine)
+    return summary_rows(learner, distribution, mine)

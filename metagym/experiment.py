@@ -35,7 +35,8 @@ from metagym.evaluate import evaluate
 from metagym.memory import PeakMemory
 from metagym.results import read_json, write_json_atomic, write_report
 from metagym.run_folder import FolderLock, check_folder, differences, start_folder
-from metagym.seeding import build_seeded, make_generator
+from metagym.scores import SCORES_FILE, write_scores
+from metagym.seeding import TASK_STREAM, build_seeded, make_generator
 from metagym.train import TrainConfig, train
 
 #: Largest sensible thread and job counts: beyond, it is a typo.
@@ -57,6 +58,8 @@ class RunOptions:
         progress: progress bars (None: only when stderr is a terminal).
         tensorboard: also log training metrics to TensorBoard.
         data_root: folder of data sets (Omniglot).
+        keep_checkpoints: keep every checkpoint of meta-training (``runs/<learner>/checkpoints``)
+            for ``metagym evaluate --checkpoints``.
     """
 
     out_dir: Path
@@ -69,6 +72,7 @@ class RunOptions:
     progress: bool | None = None
     tensorboard: bool = False
     data_root: str | None = None
+    keep_checkpoints: bool = False
 
     def show_progress(self) -> bool:
         return sys.stderr.isatty() if self.progress is None else self.progress
@@ -124,7 +128,7 @@ def run_learner(
 ) -> dict[str, Any]:
     """Build, meta-train and evaluate one learner; write and return its ``rows.json`` record."""
     progress = options.show_progress()
-    key = recipe.get("distribution", context)
+    key = recipe.distribution_key(context)
     distribution = context.distribution(key)
     learner = build_seeded(lambda: recipe.build(context), context.seed).to(options.device)
     iterations = recipe.get("iterations", context) if learner.trainable else 0
@@ -139,6 +143,7 @@ def run_learner(
             log_every=profile.log_every,
             checkpoint_every=profile.checkpoint_every,
             split=recipe.get("train_split", context),
+            keep_checkpoints=options.keep_checkpoints,
         )
         train(
             learner,
@@ -155,15 +160,22 @@ def run_learner(
     train_s = time.perf_counter() - start
     peak_memory = memory.stop()
     start = time.perf_counter()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     steps = recipe.get("eval_steps", context)
     extra_fields = {"family": recipe.family, **recipe.get("row_fields", context)}
     for split in context.domain.eval_splits(context):
         tasks = context.eval_tasks(key, split)
-        for row in evaluate(learner, distribution, split, tasks, steps, progress=progress):
+        for row in evaluate(
+            learner, distribution, split, tasks, steps, progress=progress, records=records
+        ):
             rows.append({**row, **extra_fields})
     eval_s = time.perf_counter() - start
     extras = context.domain.after_learner(context, recipe, learner) if is_main_process() else {}
+    if is_main_process():
+        write_scores(run_dir / SCORES_FILE, records)
+        for label, more in extras.pop("scores", {}).items():
+            write_scores(run_dir / f"{label}_{SCORES_FILE}", more)
     record = {
         "learner": recipe.name,
         "family": recipe.family,
@@ -220,6 +232,7 @@ def run_definition(context: Context) -> dict[str, Any]:
         "seed": context.seed,
         "profile": context.profile.as_dict(),
         "metagym_version": metagym.__version__,
+        "task_stream": TASK_STREAM,
     }
 
 
@@ -387,7 +400,7 @@ def prepare(
             recipe = domain.recipes[name]
             if recipe.check is not None:
                 recipe.check(context)
-            context.distribution(recipe.get("distribution", context))
+            context.distribution(recipe.distribution_key(context))
             context.domain.eval_splits(context)
         planned.append((subfolder, out_dir / subfolder if subfolder else out_dir, context))
     return names, planned

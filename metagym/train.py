@@ -46,6 +46,9 @@ class TrainConfig:
     """iterations between checkpoints (one is always written at the end)"""
     split: str = "train"
     """split the meta-batches are drawn from"""
+    keep_checkpoints: bool = False
+    """also keep each checkpoint as ``checkpoints/iter-NNNNNN.pt`` (for ``metagym evaluate
+    --checkpoints``: the score against meta-training time)"""
 
     def validate(self) -> None:
         for name in ("iterations", "meta_batch", "log_every", "checkpoint_every"):
@@ -125,6 +128,8 @@ def train(
             "config": asdict(config),
         }
         save_atomic(state, checkpoint_path)
+        if config.keep_checkpoints:
+            save_atomic(state, run_dir / "checkpoints" / f"iter-{iteration:06d}.pt")
 
     sums: dict[str, float] = {}
     count, tick = 0, time.perf_counter()

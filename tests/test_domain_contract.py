@@ -70,7 +70,7 @@ def test_learner_contract(domain_name, name, tmp_path):
         assert recipe.family in FAMILIES
         if recipe.check is not None:
             recipe.check(context)
-        distribution = context.distribution(recipe.get("distribution", context))
+        distribution = context.distribution(recipe.distribution_key(context))
         learner = build_seeded(lambda: recipe.build(context), 0)
         assert isinstance(learner, Learner)
         if learner.trainable:

@@ -8,6 +8,8 @@ values or functions of the run's :class:`Context`; :meth:`LearnerRecipe.get` res
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 from metagym.domains.profile import Profile
 from metagym.learners.base import Learner
-from metagym.seeding import split_generator
+from metagym.seeding import eval_task_stream
 from metagym.tasks.base import TaskDistribution
 
 #: The families of learners: the lecture's three, plus the baselines that keep them honest.
@@ -39,17 +41,30 @@ class Context:
     _eval_tasks: dict[tuple[str, str], list] = field(default_factory=dict, repr=False)
 
     def distribution(self, key: str = "tasks") -> TaskDistribution:
-        """The domain's task distribution ``key`` (``"tasks"``; RL also has ``"trials"``)."""
+        """The domain's task distribution ``key`` (``"tasks"``; RL also has ``"trials"``).
+
+        A key ``"<key>|<json>"`` (:meth:`LearnerRecipe.distribution_key`) is distribution
+        ``<key>`` built from the profile with the JSON object's fields changed."""
         if key not in self._distributions:
-            self._distributions[key] = self.domain.make_distribution(self, key)
+            base, _, changes = key.partition("|")
+            context = self
+            if changes:
+                context = dataclasses.replace(
+                    self,
+                    profile=self.profile.replace(**json.loads(changes)),
+                    _distributions={},
+                    _eval_tasks={},
+                )
+            self._distributions[key] = self.domain.make_distribution(context, base)
         return self._distributions[key]
 
     def eval_tasks(self, key: str, split: str) -> list:
-        """The evaluation tasks of ``split`` of distribution ``key``: the same tasks for every
-        learner of a run (drawn from the split's own generator)."""
+        """The evaluation tasks of ``split`` of distribution ``key``: the first
+        ``profile.eval_tasks`` of the split's stream (:func:`metagym.seeding.eval_task_stream`),
+        the same tasks for every learner of a run."""
         if (key, split) not in self._eval_tasks:
-            self._eval_tasks[(key, split)] = self.distribution(key).sample(
-                self.profile.eval_tasks, split, split_generator(self.seed, split)
+            self._eval_tasks[(key, split)] = eval_task_stream(
+                self.distribution(key), split, self.seed, self.profile.eval_tasks
             )
         return self._eval_tasks[(key, split)]
 
@@ -90,6 +105,9 @@ class LearnerRecipe:
             stepless row, or the largest step count).
         cost: rough relative cost, to start the slowest learners first.
         distribution: the key of the context's task distribution it trains and is scored on.
+        train_profile: profile fields changed for the learner's own task distribution
+            (``{field: value}``; Reptile's training tasks with more queries); its evaluation
+            splits must not depend on them.
         extras: names of the domain's per-learner extras computed after evaluation (e.g. the
             step sweep, example predictions).
         row_fields: fields added to each of its results rows.
@@ -110,6 +128,7 @@ class LearnerRecipe:
     report_steps: Resolvable = None
     cost: float = 1.0
     distribution: Resolvable = "tasks"
+    train_profile: Resolvable = field(default_factory=dict)
     extras: tuple[str, ...] = ()
     row_fields: Resolvable = field(default_factory=dict)
     requires: tuple[str, ...] = ()
@@ -123,6 +142,12 @@ class LearnerRecipe:
     def get(self, attribute: str, context: Context) -> Any:
         """The value of ``attribute`` in ``context``."""
         return resolve(getattr(self, attribute), context)
+
+    def distribution_key(self, context: Context) -> str:
+        """The key of :meth:`Context.distribution` for this learner: its ``distribution``,
+        with its ``train_profile`` changes when it has any."""
+        key, changes = self.get("distribution", context), self.get("train_profile", context)
+        return f"{key}|{json.dumps(changes, sort_keys=True)}" if changes else key
 
 
 def one_variant(profile: Profile) -> list[tuple[str, dict[str, Any]]]:
@@ -162,6 +187,8 @@ class Domain:
         title: ``title(context) -> str`` of results.md.
         default_profile: the profile used when ``--profile`` is not given.
         splits: one line naming the splits, for ``metagym list``.
+        shift_fields: kind of graded shift -> the profile field holding its levels (Omniglot's
+            ``{"scale": "scale_levels", ...}``), so ``metagym evaluate --shift`` can add levels.
     """
 
     name: str
@@ -180,6 +207,7 @@ class Domain:
     title: Callable[[Context], str] | None = None
     default_profile: str = "quick"
     splits: str = "those of the distribution"
+    shift_fields: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, recipe in self.recipes.items():

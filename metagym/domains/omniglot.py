@@ -27,7 +27,7 @@ from metagym.evaluate import evaluate
 from metagym.learners.base import Learner
 from metagym.plots.classification import redraw
 from metagym.results import write_json_atomic, write_results
-from metagym.seeding import split_generator
+from metagym.seeding import eval_task_stream, split_generator
 from metagym.tasks.omniglot import (
     DEFAULT_SCALE_LEVELS,
     DEFAULT_SHEAR_LEVELS,
@@ -181,14 +181,11 @@ def check_data_root(context: Context) -> None:
 def make_distribution(context: Context, key: str) -> OmniglotTasks:
     profile, ways = context.profile, context.variant["ways"]
     episode_ways = (profile.episode_ways,) if profile.episode_ways > ways else ()
-    train_queries = profile.train_queries
-    if key == "reptile":
-        train_queries = profile.reptile_train_queries
     return OmniglotTasks(
         ways,
         context.variant["shots"],
         profile.queries,
-        train_queries=train_queries,
+        train_queries=profile.train_queries,
         train_ways=episode_ways,
         protocol=profile.protocol,
         shear_levels=profile.shear_levels,
@@ -218,13 +215,14 @@ def learner_extras(context: Context, recipe: LearnerRecipe, learner: Learner) ->
     distribution = context.distribution()
     extras: dict[str, Any] = {}
     if "sweep" in recipe.extras:
-        rows = []
+        rows, records = [], []
         for split in sweep_splits(distribution):
-            tasks = distribution.sample(
-                context.profile.sweep_tasks, split, split_generator(context.seed, split)
+            tasks = eval_task_stream(distribution, split, context.seed, context.profile.sweep_tasks)
+            rows += evaluate(
+                learner, distribution, split, tasks, SWEEP_STEPS, progress=False, records=records
             )
-            rows += evaluate(learner, distribution, split, tasks, SWEEP_STEPS, progress=False)
         extras["sweep"] = [{**row, "family": recipe.family} for row in rows]
+        extras["scores"] = {"sweep": records}
     example = _example(context).to(learner.device)
     learner.eval()
     extras["predictions"] = learner.adapt(example)(example.query.x).argmax(-1).tolist()
@@ -255,16 +253,17 @@ def write_extras(context: Context, out_dir: Path, results: dict, extras: dict) -
     write_json_atomic(example, out_dir / "examples.json")
 
 
-def reptile_distribution(context: Context) -> str:
-    """Reptile's own distribution (same evaluation tasks, its own training queries) when it takes
-    ``reptile_train_queries``; else the shared one."""
-    return "reptile" if context.profile.reptile_train_queries else "tasks"
+def reptile_train_profile(context: Context) -> dict[str, int]:
+    """Reptile's training tasks: ``reptile_train_queries`` query drawings per class when set
+    (the paper trains on 10 shots), else the shared tasks."""
+    queries = context.profile.reptile_train_queries
+    return {"train_queries": queries} if queries else {}
 
 
 def recipes() -> dict[str, LearnerRecipe]:
-    """The classification recipes, Reptile's on :func:`reptile_distribution`."""
+    """The classification recipes, Reptile's training tasks by :func:`reptile_train_profile`."""
     book = classification_recipes(extras=("predictions",))
-    book["reptile"] = replace(book["reptile"], distribution=reptile_distribution)
+    book["reptile"] = replace(book["reptile"], train_profile=reptile_train_profile)
     return book
 
 
@@ -285,5 +284,6 @@ DOMAIN = register(
         after_run=write_extras,
         title=lambda c: f"Omniglot {c.variant['ways']}-way {c.variant['shots']}-shot results",
         splits="train, val, test, test-alphabets, ood-shear-<level>, ood-scale-<level>",
+        shift_fields={"shear": "shear_levels", "scale": "scale_levels"},
     )
 )
