@@ -10,6 +10,11 @@ seeds of the per-seed means and ``ci95`` the 95% Student-t interval across seeds
 (``t(0.975, n-1) * std / sqrt(n)``, n = number of seeds), and redraws the domain's plots from it.
 Rows also carry ``n_seeds``, ``seeds`` and ``seed_means``; ``n_tasks`` counts the tasks of all
 seeds. A row that diverged in any seed stays diverged.
+
+Where the runs hold per-task scores (``runs/<learner>/scores.csv.gz``), ``results.md`` ends with
+each learner's difference to the best learner of each split, paired across seeds (the Student-t
+interval of the per-seed paired differences) beside the independent interval, and
+``paired.json`` holds those rows (:func:`metagym.paired.paired_table`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metagym.results import read_results, write_report
+from metagym.paired import paired_markdown, paired_table
+from metagym.results import read_results, write_json_atomic, write_report
 from metagym.run_folder import differences
 
 #: Fields of a row that are measured values of one run (the rest identify the row).
@@ -165,13 +171,43 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any
         },
     }
     domain = rows[0]["domain"]
-    return write_report(
+    results = write_report(
         out_dir,
         rows,
         config=config,
         seed=seeds,
         title=f"{domain} results over {len(seeds)} seeds (intervals across seeds)",
     )
+    write_paired(out_dir, [f.parent for f in files], seeds)
+    return results
+
+
+#: What ``paired.json`` and the paired section say when the runs hold no per-task scores.
+NO_SCORES = (
+    "No paired differences: the runs hold no per-task scores (runs/<learner>/scores.csv.gz; run "
+    "folders made before them), so only the intervals across seeds above apply."
+)
+
+
+def write_paired(out_dir: str | Path, folders: Sequence[Path], seeds: Sequence[Any]) -> Path:
+    """``out_dir/paired.json`` (``{"seeds", "interval", "rows"}``, rows of
+    :func:`~metagym.paired.paired_table` over ``folders``, one per seed) and its section at the
+    end of ``out_dir/results.md``; returns the json path."""
+    table = paired_table(folders)
+    interval = (
+        "95% Student-t interval across seeds of the per-seed paired differences to the best "
+        "learner (ci95), and the independent rule sqrt(h_a^2 + h_b^2) of the intervals across "
+        "seeds (ci95_unpaired)"
+    )
+    path = write_json_atomic(
+        {"seeds": list(seeds), "interval": interval if table else NO_SCORES, "rows": table},
+        Path(out_dir) / "paired.json",
+    )
+    markdown = Path(out_dir) / "results.md"
+    text = markdown.read_text().rstrip("\n")
+    section = paired_markdown(table) or f"### Paired differences to the best learner\n\n{NO_SCORES}"
+    markdown.write_text(f"{text}\n\n{section.rstrip()}\n")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

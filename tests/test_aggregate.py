@@ -156,6 +156,21 @@ def test_cli_end_to_end_on_two_tiny_sinusoid_runs(tmp_path):
     ]
     assert row["mean"] == pytest.approx(sum(seed_means) / 2)
     assert (out / "metric_vs_steps.png").stat().st_size > 0
+    # the paired section: differences to the best meta-learner (maml; pretrain is a baseline)
+    paired = [
+        r for r in json.loads((out / "paired.json").read_text())["rows"] if r["split"] == "test"
+    ]
+    assert {r["best"] for r in paired} == {"maml"} and {r["pairing"] for r in paired} == {"seeds"}
+    mean = {
+        r["learner"]: next(
+            x["mean"] for x in data["rows"]
+            if x["learner"] == r["learner"] and x["split"] == "test" and x["steps"] == r["steps"]
+        )
+        for r in paired
+    }  # fmt: skip
+    other = next(r for r in paired if r["learner"] == "pretrain")
+    assert other["difference"] == pytest.approx(mean["pretrain"] - mean["maml"])
+    assert "### Paired differences to the best learner" in (out / "results.md").read_text()
     bad = subprocess.run(
         [sys.executable, "-m", "metagym.aggregate", str(tmp_path / "s0"), "--out", str(out)],
         cwd=ROOT,

@@ -56,6 +56,28 @@ def test_every_claim_has_numbers_a_figure_and_a_computed_verdict(tiny_report):
             assert all(c["value"] is not None for c in claim["comparisons"])
         if claim["id"] != 4:  # claim 4 needs both of its parts
             assert claim["verdict"] == combine(c["verdict"] for c in claim["comparisons"])
+            unpaired = combine(c["verdict_unpaired"] for c in claim["comparisons"])
+            assert claim["verdict_unpaired"] == unpaired
+        for domain, entry in claim["domains"].items():
+            assert entry["verdict"] in VERDICTS and entry["verdict_unpaired"] in VERDICTS
+            assert sum(entry["counts"].values()) == sum(
+                c["domain"] == domain for c in claim["comparisons"]
+            )
+        for c in claim["comparisons"]:
+            if c["verdict"] == "inconclusive" and c["paired"] and abs(c["value"] or 0) > 1e-12:
+                assert c["tasks_needed"] is not None or c["seeds_needed"] is not None, c
+    # rows of one run are scored on the same tasks: real folders pair, and narrower
+    paired = [c for claim in claims for c in claim["comparisons"] if c["pairing"] == "tasks"]
+    assert paired and all(c["effect_size"] is not None for c in paired if c["ci95"] > 0)
+    intervals = result["intervals"]
+    assert intervals["n_paired"] >= len(paired) and intervals["n_claims"] == 6
+    ratio = intervals["median_ci95"] / intervals["median_ci95_unpaired"]
+    assert intervals["ratio_of_medians"] == pytest.approx(ratio)
+    for key, rule in (("verdict", "paired"), ("verdict_unpaired", "unpaired")):
+        decided = sum(c[key] != "inconclusive" for c in claims)
+        assert intervals["decided"][rule]["claims"] == decided
+    compute = result["compute_matched"]
+    assert compute["comparisons"] and (out / compute["figure"]).read_bytes()[:4] == b"\x89PNG"
     four = claims[3]
     cells = {(m["domain"], m["family"]): m for m in four["matrix"]}
     assert cells[("sinusoid", "non-parametric")]["status"] == "no recipe"
@@ -74,9 +96,11 @@ def test_report_files_are_complete_and_the_html_self_contained(tiny_report):
     for number in range(1, 7):
         assert f"## Claim {number}:" in markdown
         assert f"(figures/claim-{number}.png)" in markdown
+    assert "## Compute-matched" in markdown and "(figures/compute-matched.png)" in markdown
+    assert "Paired against unpaired intervals" in markdown and "verdict (unpaired)" in markdown
     assert "## What ran" in markdown and "wall s" in markdown and "Budgets:" in markdown
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 6
+    assert page.count('src="data:image/png;base64,') == 7  # six claims and compute-matched
     assert 'src="figures' not in page and "http://" not in page and "https://" not in page
     assert page.count("<h2>Claim ") == 6
     config = json.loads((out / "runs/sinusoid-k5/seed-0/results.json").read_text())["config"]

@@ -2,15 +2,17 @@
 each claim (no training here)."""
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metagym.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
     SUPPORTED,
+    VERDICTS,
     Evidence,
-    Value,
     all_claims,
     claim_1,
     claim_2,
@@ -20,11 +22,15 @@ from metagym.report.claims import (
     claim_6,
     combine,
     decide,
+    interval_summary,
     normalized,
     ood_splits,
     reduction,
+    task_key,
 )
-from metagym.report.evidence import shift_levels
+from metagym.report.evidence import shift_levels, with_units
+from metagym.report.render import comparison_table
+from metagym.stats import Z975, Estimate, normal_quantile, seeds_needed, t_quantile
 
 OMNIGLOT_REFS = {
     "trivial": {"value": 0.2, "label": "chance"},
@@ -89,12 +95,19 @@ def test_decide_and_combine():
 
 
 def test_normalized_and_reduction_with_intervals():
-    n = normalized(Value(0.5, 0.1), Value(3.0, 0.0), Value(0.0, 0.0))  # an MSE: lower is better
-    assert n.mean == pytest.approx(2.5 / 3) and n.ci95 == pytest.approx(0.1 / 3)
-    assert normalized(Value(1, 0), Value(2, 0), Value(2, 0)) is None
-    r = reduction(Value(0.2, 0.0), Value(0.05, 0.01))
-    assert r.mean == pytest.approx(0.75) and r.ci95 == pytest.approx(0.05)
-    assert (Value(3, 0.3) - Value(1, 0.4)) == Value(2, pytest.approx(0.5))
+    ind, const = Estimate.independent, Estimate.constant
+    n = normalized(ind(0.5, 0.1), const(3.0), const(0.0))  # an MSE: lower is better
+    assert n.mean == pytest.approx(2.5 / 3) and n.half_width() == pytest.approx(0.1 / 3)
+    assert normalized(ind(1, 0), ind(2, 0), ind(2, 0)) is None
+    r = reduction(const(0.2), ind(0.05, 0.01))
+    assert r.mean == pytest.approx(0.75) and r.half_width() == pytest.approx(0.05)
+    d = ind(3, 0.3) - ind(1, 0.4)
+    assert d.mean == 2 and d.half_width() == pytest.approx(0.5) == d.unpaired
+    # the same trivial row in the numerator and the denominator is one quantity (delta method)
+    trivial = ind(3.0, 0.3, key="trivial")
+    n = normalized(ind(1.0, 0.0), trivial, const(0.0))
+    by_hand = 0.3 * abs(1.0 - 0.0) / 3.0**2  # d/dt of (s - t) / (o - t) is (s - o) / (o - t)^2
+    assert n.half_width() == pytest.approx(by_hand)
 
 
 def test_shift_levels_rank_mild_to_strong():
@@ -314,3 +327,182 @@ def test_every_claim_has_numbers_and_a_verdict_on_empty_evidence():
     claims = all_claims(evidence([]))
     assert [c["id"] for c in claims] == [1, 2, 3, 4, 5, 6]
     assert all(c["verdict"] in (SUPPORTED, CONTRADICTED, INCONCLUSIVE) for c in claims)
+
+
+# -- paired comparisons ----------------------------------------------------------------------------
+def units_row(learner, split, scores, steps=None, *, domain="sinusoid", group="g", **extra):
+    """A row whose units are per-task scores of ``group``'s ``split`` (tasks 0..n-1)."""
+    scores = np.asarray(scores, dtype=float)
+    mean, ci = float(scores.mean()), float(Z975 * scores.std(ddof=1) / math.sqrt(scores.size))
+    key = task_key(group, 0, split, None, list(range(scores.size)))
+    return row(
+        learner, split, mean, ci, steps, domain=domain, group=group,
+        units=scores.tolist(), unit_key=key, **extra,
+    )  # fmt: skip
+
+
+def _task_effect_rows(gain, n=200, seed=0):
+    """MAML's MSE after 1 and after 10 steps on the same tasks: a large task effect both share,
+    a small per-task noise, and a mean gain of ``gain`` (lower MSE after 10 steps)."""
+    rng = np.random.default_rng(seed)
+    task = rng.gamma(2.0, 1.0, n)  # how hard each task is, for every learner and step count
+    one = task + rng.normal(0, 0.05, n)
+    many = task - gain + rng.normal(0, 0.05, n)
+    rows = [
+        units_row("maml", "test", one, steps=1),
+        units_row("maml", "test", many, steps=10),
+        row("blackbox", "test", 0.6, domain="sinusoid"),
+    ]
+    return rows, -(many - one)  # the oriented per-task differences
+
+
+def test_paired_interval_is_narrower_than_the_unpaired_one_with_task_effects():
+    rows, diffs = _task_effect_rows(gain=0.05)
+    claim = claim_1(evidence(rows))
+    (c,) = claim["comparisons"]
+    by_hand = Z975 * diffs.std(ddof=1) / math.sqrt(diffs.size)
+    assert c["value"] == pytest.approx(diffs.mean())
+    assert c["ci95"] == pytest.approx(by_hand)
+    assert c["ci95_unpaired"] == pytest.approx(math.hypot(rows[0]["ci95"], rows[1]["ci95"]))
+    assert c["ci95"] < c["ci95_unpaired"] / 5
+    assert c["paired"] and c["pairing"] == "tasks"
+    assert c["effect_size"] == pytest.approx(diffs.mean() / diffs.std(ddof=1))
+    assert (c["verdict"], c["verdict_unpaired"]) == (SUPPORTED, INCONCLUSIVE)
+    assert (claim["verdict"], claim["verdict_unpaired"]) == (SUPPORTED, INCONCLUSIVE)
+    assert claim["domains"]["sinusoid"]["verdict"] == SUPPORTED
+    summary = interval_summary([claim])
+    assert summary["median_ci95"] == pytest.approx(c["ci95"])
+    assert summary["ratio_of_medians"] < 0.2 and summary["n_paired"] == 1
+    assert summary["decided"]["paired"]["claims"] == 1
+    assert summary["decided"]["unpaired"]["claims"] == 0
+
+
+def test_rows_of_different_tasks_do_not_pair():
+    rows, _ = _task_effect_rows(gain=0.05)
+    rows[1] = {**rows[1], "unit_key": task_key("other run", 0, "test", None, range(200))}
+    (c,) = claim_1(evidence(rows))["comparisons"]
+    assert not c["paired"] and c["pairing"] == "independent: different units"
+    assert c["ci95"] == pytest.approx(c["ci95_unpaired"], rel=1e-9)
+
+
+def test_inconclusive_comparisons_say_how_many_tasks_would_decide():
+    rows, diffs = _task_effect_rows(gain=0.004)
+    claim = claim_1(evidence(rows))
+    (c,) = claim["comparisons"]
+    assert c["verdict"] == INCONCLUSIVE and c["seeds_needed"] is None
+    k, sd = c["tasks_needed"], diffs.std(ddof=1)
+    assert k > diffs.size
+    z = Z975 + normal_quantile(0.8)  # 80% power: the paired test's interval at k tasks
+    assert z * sd / math.sqrt(k) <= abs(diffs.mean()) < z * sd / math.sqrt(k - 1)
+    table = comparison_table(claim["comparisons"])[1][1]
+    assert f"{k:,} tasks" in table[0]
+    decided = claim_1(evidence(_task_effect_rows(gain=0.05)[0]))["comparisons"][0]
+    assert decided["tasks_needed"] is None
+
+
+def test_the_seed_is_the_unit_with_several_seeds():
+    per_seed = {"transformer": [0.50, 0.645, 0.40], "blackbox": [0.45, 0.60, 0.35]}  # accuracy
+    raw = []  # rows as aggregate_rows gives them: no evidence group yet
+    for learner, means in per_seed.items():
+        r = row(learner, "test", float(np.mean(means)), 0.2, seed_means=means)
+        raw.append({k: v for k, v in r.items() if k != "group"})
+    with_seeds, missing = with_units(raw, "g", [Path("s0"), Path("s1"), Path("s2")], [0, 1, 2])
+    assert missing == [] and all(r["seed_level"] for r in with_seeds)
+    recipes = {**RECIPES, "omniglot": {"black-box": ["blackbox", "transformer"]}}
+    claim = claim_6(evidence([{**r, "group": "g"} for r in with_seeds], recipes=recipes))
+    c = next(c for c in claim["comparisons"] if c["domain"] == "omniglot")
+    diffs = np.subtract(per_seed["transformer"], per_seed["blackbox"])  # 0.05, 0.045, 0.05
+    by_hand = t_quantile(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert c["value"] == pytest.approx(diffs.mean()) and c["pairing"] == "seeds"
+    assert c["ci95"] == pytest.approx(by_hand)
+    across = [t_quantile(0.975, 2) * np.std(m, ddof=1) / math.sqrt(3) for m in per_seed.values()]
+    assert c["ci95_unpaired"] == pytest.approx(math.hypot(*across))  # each row's across seeds
+    assert c["effect_size"] == pytest.approx(diffs.mean() / diffs.std(ddof=1))
+    assert c["verdict"] == SUPPORTED and c["verdict_unpaired"] == INCONCLUSIVE
+    # a smaller per-seed gain is not decided at 3 seeds: the seeds it would need, no tasks
+    flat = {**per_seed, "transformer": [0.47, 0.58, 0.40]}
+    raw = [{**r, "mean": float(np.mean(flat[r["learner"]])), "seed_means": flat[r["learner"]]}
+           for r in raw]  # fmt: skip
+    with_seeds, _ = with_units(raw, "g", [Path("s0"), Path("s1"), Path("s2")], [0, 1, 2])
+    claim = claim_6(evidence([{**r, "group": "g"} for r in with_seeds], recipes=recipes))
+    c = next(c for c in claim["comparisons"] if c["domain"] == "omniglot")
+    diffs = np.subtract(flat["transformer"], flat["blackbox"])
+    assert c["verdict"] == INCONCLUSIVE and c["tasks_needed"] is None
+    assert c["seeds_needed"] == seeds_needed(diffs) and c["seeds_needed"] > 3
+
+
+def test_per_domain_verdicts():
+    recipes = {
+        **RECIPES,
+        "omniglot": {"black-box": ["blackbox", "transformer"]},
+        "sinusoid": {"black-box": ["blackbox", "transformer"]},
+    }
+    rows = [
+        row("transformer", "test", 0.2, 0.01, domain="sinusoid", group="s"),  # lower MSE: better
+        row("blackbox", "test", 0.5, 0.01, domain="sinusoid", group="s"),
+        row("transformer", "test", 0.7, 0.01, group="o"),  # lower accuracy: worse
+        row("blackbox", "test", 0.85, 0.01, group="o"),
+    ]
+    claim = claim_6(evidence(rows, recipes=recipes))
+    assert claim["verdict"] == INCONCLUSIVE  # one domain supports, one contradicts
+    assert claim["domains"]["sinusoid"]["verdict"] == SUPPORTED
+    assert claim["domains"]["omniglot"]["verdict"] == CONTRADICTED
+    assert claim["domains"]["omniglot"]["counts"][CONTRADICTED] == 1
+    assert claim["domains"]["rl"]["verdict"] == INCONCLUSIVE  # not measured
+    four = claim_4(
+        evidence([row("protonet", "test", 0.6, 0.01), row("maml", "test", 0.9, 0.01, steps=3)])
+    )
+    assert four["domains"]["omniglot"]["verdict"] == CONTRADICTED  # applies, but weaker
+    assert "both parts" in four["domains"]["omniglot"]["rule"]
+    assert four["domains"]["sinusoid"]["verdict"] == SUPPORTED  # no recipe, as claimed
+    assert "applicability only" in four["domains"]["sinusoid"]["rule"]
+    summary = interval_summary([claim, four])
+    assert summary["n_claim_domains"] == 6
+    assert summary["decided"]["paired"]["claim_domains"] == 5  # all but claim 6 on rl
+
+
+def _metaworld_rows():
+    """ML10-like rows: success and return, over all envs and per env, test and held-out envs.
+    Returns and per-env rows say the opposite of the success over all envs: reading them would
+    flip or double the comparisons."""
+    rows = []
+
+    def add(learner, split, steps, success, returns, per_env):
+        base = {"domain": "rl", "group": "ml10", "env": "metaworld/ML10", "report_steps": 3}
+        for env in ("reach-v3", "push-v3"):  # first, so that reading rows in order would fail
+            rows.append({**row(learner, split, per_env, 0.01, steps, **base), "metric": "success",
+                         "task_group": env})  # fmt: skip
+        for metric, mean in (("return", returns), ("success", success)):
+            rows.append({**row(learner, split, mean, 0.01, steps, **base), "metric": metric,
+                         "task_group": "all"})  # fmt: skip
+
+    FAMILY.update(rl2="black-box", random="baseline")
+    for split, held in (("test", 0), ("ood-heldout", 1)):
+        add("maml", split, 1, 0.30 - 0.05 * held, 900.0, 0.9)
+        add("maml", split, 3, 0.60 - 0.05 * held, 100.0, 0.1)
+        add("rl2", split, None, 0.60 - 0.4 * held, 500.0, 0.5)
+        add("random", split, None, 0.0, -10.0, 0.0)
+        add("oracle", split, None, 1.0, 1000.0, 1.0)
+    return rows
+
+
+def test_metaworld_rows_enter_claims_1_and_2_once_by_success_rate():
+    rows = _metaworld_rows()
+    ev = evidence(
+        rows,
+        references={"rl": {"trivial": {"learner": "random"}, "oracle": {"learner": "oracle"}}},
+        shifts={"rl": shift_levels([r["split"] for r in rows])},
+    )
+    one = claim_1(ev)
+    assert [c["what"].split(":")[0] for c in one["comparisons"]] == [
+        "maml on test", "maml on ood-heldout"
+    ]  # fmt: skip
+    assert [c["value"] for c in one["comparisons"]] == pytest.approx([0.3, 0.3])
+    assert one["verdict"] == SUPPORTED and one["domains"]["rl"]["verdict"] == SUPPORTED
+    two = claim_2(ev)
+    (c,) = two["comparisons"]
+    assert "ood-heldout" in c["what"] and c["value"] == pytest.approx(0.4 - 0.05)
+    assert two["verdict"] == SUPPORTED
+    assert {x["split"] for x in two["curves"]} == {"test", "ood-heldout"}
+    assert len(two["curves"]) == 4  # two learners x two splits, success over all envs only
+    assert all(c["verdict"] in VERDICTS for claim in all_claims(ev) for c in claim["comparisons"])

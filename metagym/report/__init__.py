@@ -3,7 +3,8 @@
 meta-RL, in and out of distribution (``metagym report``; see docs/report.md).
 
 - :mod:`metagym.report.plan`: the experiments and the report's budgets per profile.
-- :mod:`metagym.report.claims`: the six claims' comparisons and verdict rules (pure functions).
+- :mod:`metagym.report.claims`: the six claims' paired comparisons and verdict rules, and the
+  compute-matched comparison (pure functions).
 - :mod:`metagym.report.evidence`: results files -> :class:`~metagym.report.claims.Evidence`.
 - :mod:`metagym.report.figures`, :mod:`metagym.report.render`: figures, report.md, report.html.
 - :mod:`metagym.report.build`: :func:`report`, what the command runs.

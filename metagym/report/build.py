@@ -212,7 +212,9 @@ def report(
         began = time.perf_counter()
         evidence = gather(experiments, seed_dirs, only_domains)
         claims = claims_module.all_claims(evidence)
-        draw(claims, evidence, out_dir / "figures")
+        compute = claims_module.compute_matched(evidence)
+        draw(claims, evidence, out_dir / "figures", compute=compute)
+        intervals = claims_module.interval_summary(claims)
         build_s = time.perf_counter() - began
         parts.append(["report", "", "evidence, claims, figures", "", round(build_s, 1), ""])
         meta = {
@@ -230,8 +232,9 @@ def report(
             "parts": parts,
             "conventions": conventions(only_domains),
             "budget_note": budget_note(experiments),
+            "notes": evidence.notes,
         }  # fmt: skip
-        blocks = document(meta, claims)
+        blocks = document(meta, claims, compute=compute, intervals=intervals)
         (out_dir / "report.md").write_text(to_markdown(blocks))
         (out_dir / "report.html").write_text(to_html(blocks, out_dir))
         result = {
@@ -239,7 +242,9 @@ def report(
             **{k: v for k, v in meta.items() if k not in ("parts_columns", "conventions")},
             "parts": [dict(zip(meta["parts_columns"], p, strict=True)) for p in parts],
             "references": {d: REFERENCES[d] for d in only_domains if d in REFERENCES},
+            "intervals": intervals,
             "claims": claims,
+            "compute_matched": compute,
         }
         write_json_atomic(result, out_dir / "claims.json")
     return result
@@ -253,7 +258,9 @@ def conventions(covered: Sequence[str]) -> str:
     )
     return (
         "Scores are each run's mean over its evaluation tasks with the 95% interval (across "
-        "tasks; across seeds when several seeds ran). A family's representative in a run is its "
+        "tasks; across seeds when several seeds ran). Differences are paired: over the tasks "
+        "both rows were scored on (one seed), or across seeds of the per-seed differences "
+        "(several), beside the independent interval. A family's representative in a run is its "
         "learner with the best test score at the learner's reported steps. Normalized scores "
         f"are (score - trivial) / (oracle - trivial) on the same split, with {refs}."
     )

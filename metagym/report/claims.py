@@ -1,31 +1,45 @@
 """The six claims of the lecture's trade-off table, each turned into comparisons of measured
-numbers and a verdict computed by a stated rule.
+numbers and a verdict computed by a stated rule, plus a compute-matched comparison (training
+query loss at equal meta-training time) that is no claim of its own.
 
-Everything here is a pure function of :class:`Evidence` (results rows, costs and the registry),
-so the tests feed it constructed rows. The rules:
+Everything here is a pure function of :class:`Evidence` (results rows, costs, training curves
+and the registry), so the tests feed it constructed rows. The rules:
 
 - **A comparison** is a difference ``d`` oriented so that ``d > 0`` is what the claim says, with
   the half-width ``h`` of its 95% interval: *supported* when ``d - h > 0``, *contradicted* when
-  ``d + h < 0``, else *inconclusive*. The difference of two independent means has
-  ``h = sqrt(h_a^2 + h_b^2)``; ratios get their intervals by the delta method (first order).
-  Rows scored on the same tasks are positively correlated, so these intervals are conservative.
+  ``d + h < 0``, else *inconclusive*. ``h`` is **paired** (:mod:`metagym.stats`): each row is an
+  :class:`~metagym.stats.Estimate` whose sampling units are the row's tasks (one seed; rows of one
+  run, split and task group are on the same tasks, so differences are per-task differences) or
+  the seeds (several: the Student-t interval across seeds of the per-seed differences); ratios
+  (normalized scores, error removed) by the delta method. Rows without per-task scores (run
+  folders made before ``scores.csv.gz``) are independent. Each comparison also carries the old
+  independent rule (``h = sqrt(h_a^2 + h_b^2)``, :attr:`Estimate.unpaired`) and its verdict.
 - **A claim** is *supported* when at least one of its comparisons supports it and none
   contradicts it, *contradicted* when at least one contradicts it and none supports it, else
   *inconclusive* (nothing decided, or comparisons that disagree). Claim 4 needs both of its parts.
+  The same rule gives a verdict per domain and under the unpaired rule.
 - **A family's representative** in a run is its learner with the best score on ``test`` (at the
   learner's reported steps); diverged learners are never representatives.
 - **A learner that did not learn** (its normalized ``test`` score's interval does not lie above 0:
   no better than the trivial baseline) has nothing to lose or gain: comparisons that need it
   learned are inconclusive, saying so.
 - A **diverged** row (a task whose score was not finite) counts against the learner it belongs to.
+- A run that scores several metrics or task groups (Meta-World: ``success`` and ``return``, per
+  env and over all envs) enters the claims once: over all its tasks, by success rate.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+
+from metagym.paired import orientation
+from metagym.stats import Estimate, ratio, seeds_needed, tasks_needed
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
@@ -33,7 +47,9 @@ FAMILIES = ("gradient", "black-box", "non-parametric")
 COMPARISON_RULE = (
     "Each comparison is a difference d oriented so that d > 0 is what the claim says, with its "
     "95% interval half-width h: supported when d - h > 0, contradicted when d + h < 0, else "
-    "inconclusive."
+    "inconclusive. h is paired: rows scored on the same tasks are compared task by task (one "
+    "seed), or seed by seed (several seeds: Student-t across seeds of the per-seed differences); "
+    "the independent interval sqrt(h_a^2 + h_b^2) and its verdict are shown beside it."
 )
 CLAIM_RULE = (
     "The claim is supported when at least one comparison supports it and none contradicts it, "
@@ -71,47 +87,86 @@ def both(first: str, second: str) -> str:
     return SUPPORTED if first == second == SUPPORTED else INCONCLUSIVE
 
 
-def diff_ci(*halves: float) -> float:
-    """Half-width of a sum or difference of independent estimates."""
-    return math.sqrt(sum(h * h for h in halves))
+#: The kinds of sampling unit of the report's estimates: the first entry of their keys.
+TASKS, SEEDS, CHUNKS = "tasks", "seeds", "chunks"
 
 
-@dataclass(frozen=True)
-class Value:
-    """A mean with the half-width of its 95% interval (``ci95``)."""
-
-    mean: float
-    ci95: float
-
-    def __sub__(self, other: Value) -> Value:
-        return Value(self.mean - other.mean, diff_ci(self.ci95, other.ci95))
+def task_key(group: str, seed: Any, split: str, task_group: str | None, tasks: Sequence[int]):
+    """The unit key of a row scored on ``tasks`` (indices into the split's evaluation stream) of
+    run ``group`` and ``seed``: rows with the same key are on the same tasks, in the same order."""
+    return (TASKS, group, repr(seed), split, task_group, len(tasks), hash(tuple(tasks)))
 
 
-def normalized(score: Value, trivial: Value, oracle: Value) -> Value | None:
+def seed_key(group: str) -> tuple:
+    """The unit key of per-seed values of run ``group`` (the seeds in ``--seeds`` order)."""
+    return (SEEDS, group)
+
+
+def unit_keys(estimate: Estimate) -> dict[tuple, int]:
+    """The report's sampling-unit keys of ``estimate`` (tasks, seeds, chunks of training) with
+    their numbers of units; independent rows and constants have none."""
+    return {
+        k: n
+        for k, n in estimate.n_units().items()
+        if isinstance(k, tuple) and k and k[0] in (TASKS, SEEDS, CHUNKS)
+    }
+
+
+def half_width(estimate: Estimate) -> float | None:
+    """The paired 95% half-width (None where infinite: one seed at the seed level)."""
+    h = estimate.half_width()
+    return h if math.isfinite(h) else None
+
+
+def normalized(score: Estimate, trivial: Estimate, oracle: Estimate) -> Estimate | None:
     """``(score - trivial) / (oracle - trivial)``: the fraction of the gap between the trivial
-    baseline and the oracle that a learner closes (1: the oracle, 0: the trivial baseline), with
-    a delta-method interval; None when the gap is zero."""
-    gap = oracle.mean - trivial.mean
-    if abs(gap) < 1e-12:
-        return None
-    mean = (score.mean - trivial.mean) / gap
-    h = math.sqrt(
-        (score.ci95 / gap) ** 2
-        + (trivial.ci95 * (score.mean - oracle.mean) / gap**2) ** 2
-        + (oracle.ci95 * (score.mean - trivial.mean) / gap**2) ** 2
-    )
-    return Value(mean, h)
+    baseline and the oracle that a learner closes (1: the oracle, 0: the trivial baseline), by
+    the delta method (:func:`metagym.stats.ratio`, terms of shared tasks pair); None when the gap
+    is zero."""
+    return ratio(score - trivial, oracle - trivial)
 
 
-def reduction(before: Value, after: Value) -> Value | None:
-    """``1 - after / before``: the fraction of an error removed (delta-method interval)."""
+def reduction(before: Estimate, after: Estimate) -> Estimate | None:
+    """``1 - after / before``: the fraction of an error removed (delta method); None when
+    ``before`` is not positive."""
     if before.mean <= 0:
         return None
-    mean = 1 - after.mean / before.mean
-    h = math.sqrt(
-        (after.ci95 / before.mean) ** 2 + (after.mean * before.ci95 / before.mean**2) ** 2
-    )
-    return Value(mean, h)
+    r = ratio(after, before)
+    return None if r is None else 1 - r
+
+
+def effect_size(d: Estimate) -> float | None:
+    """``d / (SE * sqrt(n))``, n the largest number of units: Cohen's d_z of a paired
+    difference (mean over the standard deviation of the per-unit differences); None without
+    units or spread."""
+    units = unit_keys(d)
+    variance = d.variance()
+    if not units or variance <= 0:
+        return None
+    return d.mean / math.sqrt(variance * max(units.values()))
+
+
+def per_seed_values(d: Estimate) -> np.ndarray | None:
+    """The per-seed values of ``d`` (mean + the seed-level terms; seed i of every run is the same
+    ``--seeds`` entry); None without seed-level units."""
+    terms = [np.asarray(d.terms[k]) for k in unit_keys(d) if k[0] == SEEDS]
+    if not terms or len({t.size for t in terms}) > 1:
+        return None
+    return d.mean + np.sum(terms, axis=0)
+
+
+def _pairing(a: Estimate, b: Estimate) -> str:
+    """How ``a - b`` was judged: ``"tasks"`` / ``"seeds"`` (paired on shared units), else why
+    not."""
+    ka, kb = unit_keys(a), unit_keys(b)
+    shared = set(ka) & set(kb)
+    if shared:
+        return "+".join(sorted({k[0] for k in shared}))
+    if not a.terms and not b.terms:
+        return "independent: exact numbers"
+    if (a.terms and not ka) or (b.terms and not kb):
+        return "independent: no per-task scores"
+    return "independent: different units"
 
 
 # -- the evidence -----------------------------------------------------------------------------------
@@ -121,11 +176,19 @@ class Evidence:
 
     Attributes:
         rows: results rows (the common schema) with ``group`` (``experiment/variant``: rows of one
-            group are scored on the same tasks), ``primary`` (claims 1, 2, 5, 6 read primary
-            groups), ``source`` (``"main"``, or ``"sweep"`` for Omniglot's step sweep) and
-            ``report_steps`` (the learner's reported step count, None: the largest).
+            group are scored on the same tasks; the row's own task group, Meta-World's env, is
+            ``task_group``), ``primary`` (claims 1, 2, 5, 6 read primary groups), ``source``
+            (``"main"``, or ``"sweep"`` for Omniglot's step sweep), ``report_steps`` (the
+            learner's reported step count, None: the largest) and, where known, ``units`` (the
+            per-task scores in task order, or the per-seed means), ``unit_key`` and
+            ``seed_level`` (:func:`value` makes them an :class:`Estimate`).
         costs: per learner and group: ``domain, group, learner, family, iterations, meta_batch,
-            train_s, per_update_s, per_update_ci95, growth_mb, peak_mb, memory_measure``.
+            train_s, per_update_s, per_update_ci95, growth_mb, peak_mb, memory_measure`` and,
+            where known, ``per_update_units`` / ``per_update_key`` / ``per_update_seed_level``
+            (seconds per meta-update of each logged chunk, or per seed).
+        training: per learner, group and seed: ``domain, group, learner, family, seed`` (index),
+            ``loss_column`` (None: no query loss logged), ``seconds`` (cumulative meta-training
+            seconds at each logged point) and ``loss``.
         recipes: domain -> family -> registered learner names (the registry).
         shifts: domain -> shifted split -> (kind, level rank 1..n, mild to strong).
         references: domain -> ``{"trivial": ..., "oracle": ...}``, each ``{"learner", "steps"}``
@@ -133,10 +196,12 @@ class Evidence:
             such as chance accuracy), with a ``"label"``.
         domains: the domains the report covers (claim 4 lists every one of them).
         kinds: domain -> ``"classification"``, ``"regression"`` or ``"reinforcement learning"``.
+        notes: what the report should say about the evidence (rows without per-task scores).
     """
 
     rows: list[dict[str, Any]]
     costs: list[dict[str, Any]] = field(default_factory=list)
+    training: list[dict[str, Any]] = field(default_factory=list)
     recipes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     shifts: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     references: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -148,6 +213,7 @@ class Evidence:
             "rl": "reinforcement learning",
         }
     )
+    notes: list[str] = field(default_factory=list)
 
     def groups(self, primary_only: bool = True) -> list[str]:
         return list(
@@ -157,19 +223,48 @@ class Evidence:
         )
 
     def of(self, group: str, source: str = "main") -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["group"] == group and r.get("source", "main") == source]
+        """The rows of ``group`` and ``source`` that the claims read (:func:`scored`)."""
+        return scored(
+            [r for r in self.rows if r["group"] == group and r.get("source", "main") == source]
+        )
+
+
+#: The metric the claims read where a run scores several (Meta-World: success rate and return),
+#: in order of preference; a run with another single metric uses it.
+SCORED_METRICS = ("success", "accuracy", "mse", "return")
+
+
+def scored(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows over all tasks (``task_group`` None or ``"all"``: Meta-World's per-env rows are
+    left out) of one metric: the first of :data:`SCORED_METRICS` present, else the first met."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    metric = next((m for m in SCORED_METRICS if m in metrics), metrics[0] if metrics else None)
+    return [r for r in rows if r["metric"] == metric and r.get("task_group") in (None, "all")]
 
 
 def sign(row: dict[str, Any]) -> int:
-    """+1 where higher is better (accuracy, return), -1 for errors (mse)."""
-    return -1 if row["metric"] in ("mse", "loss", "error") else 1
+    """+1 where higher is better (accuracy, return, success), -1 for errors (mse)."""
+    return orientation(row["metric"])
 
 
-def value(row: dict[str, Any] | None) -> Value | None:
-    """The row's mean and interval; None for a missing or diverged row."""
+def row_identity(row: dict[str, Any]) -> tuple:
+    """What identifies a row of the evidence (the key of its independent estimate)."""
+    fields = ("group", "source", "learner", "split", "steps", "metric", "task_group")
+    return ("row", *(repr(row.get(k)) for k in fields))
+
+
+def value(row: dict[str, Any] | None) -> Estimate | None:
+    """The row's mean with what its uncertainty is made of: its units (tasks or seeds) when
+    known, else its interval as an independent estimate; None for a missing or diverged row."""
     if row is None or row.get("diverged") or row.get("mean") is None:
         return None
-    return Value(float(row["mean"]), float(row.get("ci95") or 0.0))
+    if row.get("units"):
+        return Estimate.of_units(
+            row["units"], tuple(row["unit_key"]), seed_level=bool(row.get("seed_level"))
+        )
+    return Estimate.independent(
+        float(row["mean"]), float(row.get("ci95") or 0.0), key=row_identity(row)
+    )
 
 
 def learners_of(rows: Sequence[dict[str, Any]], family: str | None = None) -> list[str]:
@@ -199,10 +294,10 @@ def row_at(
     return next((r for r in mine if r["steps"] == steps), None)
 
 
-def oriented(row: dict[str, Any] | None) -> Value | None:
-    """The row's value with higher always better (errors negated)."""
+def oriented(row: dict[str, Any] | None) -> Estimate | None:
+    """The row's estimate with higher always better (errors negated)."""
     v = value(row)
-    return None if v is None else Value(sign(row) * v.mean, v.ci95)
+    return None if v is None else sign(row) * v
 
 
 def representative(rows: Sequence[dict[str, Any]], family: str, split: str = "test") -> str | None:
@@ -216,19 +311,21 @@ def representative(rows: Sequence[dict[str, Any]], family: str, split: str = "te
     return best
 
 
-def reference(ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, which: str, split: str):
-    """The trivial or oracle reference value on ``split`` (None when not measured)."""
+def reference(
+    ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, which: str, split: str
+) -> Estimate | None:
+    """The trivial or oracle reference on ``split`` (None when not measured)."""
     spec = ev.references.get(domain, {}).get(which)
     if spec is None:
         return None
     if "value" in spec:
-        return Value(float(spec["value"]), 0.0)
+        return Estimate.constant(float(spec["value"]))
     return value(row_at(rows, spec["learner"], split, spec.get("steps", "reported")))
 
 
 def normalized_row(
     ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, learner: str, split: str
-) -> Value | None:
+) -> Estimate | None:
     """The learner's reported score on ``split`` as a fraction of the trivial-to-oracle gap."""
     score = value(row_at(rows, learner, split))
     trivial = reference(ev, rows, domain, "trivial", split)
@@ -243,44 +340,140 @@ def normalized_row(
 LEARNED_MARGIN = 1e-6
 
 
-def learned(ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, learner: str) -> bool:
+def learned(
+    ev: Evidence,
+    rows: Sequence[dict[str, Any]],
+    domain: str,
+    learner: str,
+    *,
+    unpaired: bool = False,
+) -> bool:
     """True when the learner's normalized ``test`` score lies above 0 (beats the trivial
-    baseline); True when no references exist to tell (nothing to check against)."""
+    baseline), by the paired interval or (``unpaired``) the independent one; True when no
+    references exist to tell (nothing to check against)."""
     if domain not in ev.references:
         return True
     n = normalized_row(ev, rows, domain, learner, "test")
-    return n is not None and n.mean - n.ci95 > LEARNED_MARGIN
+    if n is None:
+        return False
+    h = n.unpaired if unpaired else n.half_width()
+    return n.mean - h > LEARNED_MARGIN
 
 
 def comparison(
-    domain: str, group: str, what: str, d: Value | None, *, note: str = "", verdict: str = ""
+    domain: str,
+    group: str,
+    what: str,
+    a: Estimate | None = None,
+    b: Estimate | None = None,
+    *,
+    note: str = "",
+    verdict: str = "",
+    verdict_unpaired: str = "",
+    interval: bool = True,
 ) -> dict[str, Any]:
-    """One row of a claim's numbers: the oriented difference, its interval and verdict."""
-    return {
+    """One row of a claim's numbers: the oriented difference ``d = a - b`` (None when either is
+    missing), its paired and unpaired 95% half-widths and verdicts, whether it paired, its
+    effect size, and, inconclusive, the tasks (one seed) or seeds (several) a paired test would
+    need to decide at 80% power at the observed effect and spread. ``verdict`` /
+    ``verdict_unpaired`` force a verdict (the unpaired one follows the forced paired one);
+    ``interval=False``: the difference is shown with no interval and no verdict."""
+    out = {
         "domain": domain,
         "group": group,
         "what": what,
-        "value": None if d is None else d.mean,
-        "ci95": None if d is None else d.ci95,
-        "verdict": verdict or (decide(d.mean, d.ci95) if d is not None else INCONCLUSIVE),
+        "value": None,
+        "ci95": None,
+        "ci95_unpaired": None,
+        "verdict": verdict or INCONCLUSIVE,
+        "verdict_unpaired": verdict_unpaired or verdict or INCONCLUSIVE,
+        "paired": False,
+        "pairing": None,
+        "effect_size": None,
+        "tasks_needed": None,
+        "seeds_needed": None,
         "note": note,
     }
+    if a is None or b is None:
+        return out
+    d = a - b
+    pairing = _pairing(a, b)
+    out.update(value=d.mean, paired=not pairing.startswith("independent"), pairing=pairing)
+    if not interval:
+        return {**out, "verdict": None, "verdict_unpaired": None}
+    h, u = half_width(d), d.unpaired if math.isfinite(d.unpaired) else None
+    out.update(
+        ci95=h,
+        ci95_unpaired=u,
+        effect_size=effect_size(d),
+        verdict=verdict or decide(d.mean, h),
+        verdict_unpaired=verdict_unpaired or verdict or decide(d.mean, u),
+    )
+    if out["verdict"] == INCONCLUSIVE:
+        if any(k[0] == TASKS for k in unit_keys(d)):
+            out["tasks_needed"] = tasks_needed(d)
+        seeds = per_seed_values(d)
+        if seeds is not None and seeds.size >= 2:
+            out["seeds_needed"] = seeds_needed(seeds)
+    return out
 
 
 def domain_of(rows: Sequence[dict[str, Any]]) -> str:
     return rows[0]["domain"] if rows else ""
 
 
-def _claim(number: int, title: str, rule: str, comparisons: list[dict], verdict: str = "", **extra):
-    verdicts = [c["verdict"] for c in comparisons]
-    verdict = verdict or combine(verdicts)
-    counts = {v: verdicts.count(v) for v in VERDICTS}
+def verdicts_of(comparisons: Sequence[dict[str, Any]], key: str = "verdict") -> list[str]:
+    """The verdicts (``key``: ``"verdict"`` or ``"verdict_unpaired"``) of the comparisons that
+    have one."""
+    return [c[key] for c in comparisons if c[key] is not None]
+
+
+def counts_of(verdicts: Sequence[str]) -> dict[str, int]:
+    return {v: list(verdicts).count(v) for v in VERDICTS}
+
+
+def by_domain(comparisons: Sequence[dict[str, Any]], rule=None) -> dict[str, dict[str, Any]]:
+    """Per domain: ``{"verdict", "verdict_unpaired", "counts", "counts_unpaired"}`` by
+    :func:`combine` over that domain's comparisons (``rule(comparisons, key) -> verdict``
+    instead, where given); a domain whose comparisons carry no verdict gets None."""
+    out = {}
+    for domain in dict.fromkeys(c["domain"] for c in comparisons):
+        mine = [c for c in comparisons if c["domain"] == domain]
+        entry = {}
+        for key, suffix in (("verdict", ""), ("verdict_unpaired", "_unpaired")):
+            verdicts = verdicts_of(mine, key)
+            if rule is not None:
+                entry[key] = rule(mine, key)
+            else:
+                entry[key] = combine(verdicts) if verdicts else None
+            entry["counts" + suffix] = counts_of(verdicts)
+        out[domain] = entry
+    return out
+
+
+def _claim(
+    number: int | None,
+    title: str,
+    rule: str,
+    comparisons: list[dict],
+    *,
+    verdict: str = "",
+    verdict_unpaired: str = "",
+    domains: dict | None = None,
+    **extra,
+) -> dict[str, Any]:
+    verdicts = verdicts_of(comparisons)
+    unpaired = verdicts_of(comparisons, "verdict_unpaired")
     return {
         "id": number,
         "title": title,
         "rule": rule,
-        "verdict": verdict,
-        "counts": counts,
+        "verdict": verdict or (combine(verdicts) if verdicts or comparisons == [] else None),
+        "verdict_unpaired": verdict_unpaired
+        or (combine(unpaired) if unpaired or comparisons == [] else None),
+        "counts": counts_of(verdicts),
+        "counts_unpaired": counts_of(unpaired),
+        "domains": by_domain(comparisons) if domains is None else domains,
         "comparisons": comparisons,
         **extra,
     }
@@ -332,16 +525,12 @@ def claim_1(ev: Evidence) -> dict[str, Any]:
                             domain,
                             group,
                             what,
-                            None,
                             note=f"diverged after {top} steps",
                             verdict=CONTRADICTED,
                         )
                     )
                     continue
-                a, b = oriented(many), oriented(one)
-                comparisons.append(
-                    comparison(domain, group, what, None if a is None or b is None else a - b)
-                )
+                comparisons.append(comparison(domain, group, what, oriented(many), oriented(one)))
         for family in ("black-box", "non-parametric"):
             for learner in learners_of(main, family):
                 steps = sorted(
@@ -401,22 +590,23 @@ def claim_2(ev: Evidence) -> dict[str, Any]:
                         "kind": kind,
                         "level": level,
                         "normalized": None if n is None else n.mean,
-                        "ci95": None if n is None else n.ci95,
+                        "ci95": None if n is None else half_width(n),
                     }
                 )
         g, b = reps["gradient"], reps["black-box"]
         if g is None or b is None:
             missing = "gradient" if g is None else "black-box"
             comparisons.append(
-                comparison(domain, group, f"no {missing} learner ran", None, note="not measured")
+                comparison(domain, group, f"no {missing} learner ran", note="not measured")
             )
             continue
         unlearned = [x for x in (g, b) if not learned(ev, rows, domain, x)]
+        unlearned_unpaired = [x for x in (g, b) if not learned(ev, rows, domain, x, unpaired=True)]
         for split in sorted(splits, key=lambda s: shifts[s]):
             what = f"{split}: drop of {b} - drop of {g} (normalized)"
             if unlearned:
                 comparisons.append(
-                    comparison(domain, group, what, None, note=f"did not learn: {unlearned}")
+                    comparison(domain, group, what, note=f"did not learn: {unlearned}")
                 )
                 continue
             drops = {}
@@ -425,7 +615,7 @@ def claim_2(ev: Evidence) -> dict[str, Any]:
                 shift_n = normalized_row(ev, rows, domain, x, split)
                 drops[x] = None if test_n is None or shift_n is None else test_n - shift_n
             if drops[g] is None and drops[b] is None:
-                comparisons.append(comparison(domain, group, what, None, note="not measured"))
+                comparisons.append(comparison(domain, group, what, note="not measured"))
             elif drops[g] is None or drops[b] is None:
                 diverged = g if drops[g] is None else b
                 comparisons.append(
@@ -433,13 +623,26 @@ def claim_2(ev: Evidence) -> dict[str, Any]:
                         domain,
                         group,
                         what,
-                        None,
                         note=f"{diverged} diverged or unscored",
                         verdict=CONTRADICTED if diverged == g else SUPPORTED,
                     )
                 )
             else:
-                comparisons.append(comparison(domain, group, what, drops[b] - drops[g]))
+                forced = unlearned_unpaired and INCONCLUSIVE
+                note = (
+                    f"by the unpaired rule, did not learn: {unlearned_unpaired}" if forced else ""
+                )
+                comparisons.append(
+                    comparison(
+                        domain,
+                        group,
+                        what,
+                        drops[b],
+                        drops[g],
+                        note=note,
+                        verdict_unpaired=forced or "",
+                    )
+                )
     return _claim(
         2,
         "Gradient-based learners generalize better out of distribution than black-box learners",
@@ -455,7 +658,7 @@ def claim_2(ev: Evidence) -> dict[str, Any]:
 
 
 # -- claim 3 ----------------------------------------------------------------------------------------
-def error_of(row: dict[str, Any] | None) -> Value | None:
+def error_of(row: dict[str, Any] | None) -> Estimate | None:
     """Distance from a perfect score: the MSE itself, or 1 - accuracy (None: other metrics)."""
     v = value(row)
     if v is None:
@@ -463,7 +666,7 @@ def error_of(row: dict[str, Any] | None) -> Value | None:
     if row["metric"] == "mse":
         return v
     if row["metric"] == "accuracy":
-        return Value(1 - v.mean, v.ci95)
+        return 1 - v
     return None
 
 
@@ -489,14 +692,14 @@ def claim_3(ev: Evidence) -> dict[str, Any]:
                         "family": family,
                         "metric": rows[0]["metric"],
                         "mean": None if v is None else v.mean,
-                        "ci95": None if v is None else v.ci95,
+                        "ci95": None if v is None else half_width(v),
                     }
                 )
         if len(by_shots) < 2:
             if any(r["domain"] == domain for r in ev.rows):
                 what = "one number of shots only" if by_shots else "no shots in this domain"
                 note = "not measured" if by_shots else "not counted: return against experience"
-                comparisons.append(comparison(domain, "", what, None, note=note))
+                comparisons.append(comparison(domain, "", what, note=note))
             continue
         low, high = min(by_shots), max(by_shots)
         gains = {}
@@ -505,28 +708,43 @@ def claim_3(ev: Evidence) -> dict[str, Any]:
             if learner is None:
                 continue
             if not learned(ev, by_shots[low], domain, learner):
-                gains[family] = (learner, None, "did not learn")
+                gains[family] = (learner, None, "did not learn", False)
                 continue
             before = error_of(row_at(by_shots[low], learner, "test"))
             after = error_of(row_at(by_shots[high], learner, "test"))
             r = None if before is None or after is None else reduction(before, after)
-            gains[family] = (learner, r, "" if r is not None else "diverged or unscored")
+            why = "" if r is not None else "diverged or unscored"
+            gains[family] = (
+                learner, r, why, learned(ev, by_shots[low], domain, learner, unpaired=True)
+            )  # fmt: skip
         if "black-box" not in gains:
             comparisons.append(
-                comparison(domain, "", "no black-box learner ran", None, note="not measured")
+                comparison(domain, "", "no black-box learner ran", note="not measured")
             )
             continue
-        bb, r_bb, why_bb = gains["black-box"]
+        bb, r_bb, why_bb, ok_bb = gains["black-box"]
         for family in ("gradient", "non-parametric"):
             if family not in gains:
                 continue
-            learner, r, why = gains[family]
+            learner, r, why, ok = gains[family]
             what = f"K {low} -> {high}: error removed by {learner} ({family}) - by {bb} (black-box)"
+            unlearned = [x for x, fine in ((learner, ok), (bb, ok_bb)) if not fine]
+            forced = r is not None and r_bb is not None and unlearned and INCONCLUSIVE
             note = "; ".join(
-                x for x in (why and f"{learner}: {why}", why_bb and f"{bb}: {why_bb}") if x
+                x
+                for x in (
+                    why and f"{learner}: {why}",
+                    why_bb and f"{bb}: {why_bb}",
+                    forced and f"by the unpaired rule, did not learn: {unlearned}",
+                )
+                if x
             )
-            d = None if r is None or r_bb is None else r - r_bb
-            comparisons.append(comparison(domain, f"K={low},{high}", what, d, note=note))
+            comparisons.append(
+                comparison(
+                    domain, f"K={low},{high}", what, r, r_bb, note=note,
+                    verdict_unpaired=forced or "",
+                )
+            )  # fmt: skip
     return _claim(
         3,
         "Black-box learners are hard to scale to more shots",
@@ -545,26 +763,41 @@ def claim_3(ev: Evidence) -> dict[str, Any]:
 CLASSIFICATION_METRICS = ("accuracy",)
 
 
+def _part_a(verdicts: Sequence[str]) -> str:
+    """Applicability: one domain that contradicts it contradicts the part."""
+    return CONTRADICTED if CONTRADICTED in verdicts else combine(verdicts)
+
+
+def primary_rows(ev: Evidence, domain: str) -> dict[str, list[dict[str, Any]]]:
+    """Primary group -> its scored rows, for the groups of ``domain``."""
+    out = {}
+    for group in ev.groups():
+        rows = ev.of(group)
+        if rows and domain_of(rows) == domain:
+            out[group] = rows
+    return out
+
+
 def claim_4(ev: Evidence) -> dict[str, Any]:
     """Non-parametric learners: strong in classification, absent from regression and RL."""
     matrix = []
     applicability = []
     for domain in ev.domains:
         families = ev.recipes.get(domain, {})
-        domain_rows = [r for r in ev.rows if r["domain"] == domain and r.get("primary", True)]
+        groups = primary_rows(ev, domain)
+        domain_rows = [r for rows in groups.values() for r in rows]
         classification = ev.kinds.get(domain) == "classification"
         for family in (*FAMILIES, "baseline"):
             registered = families.get(family, [])
             ran = learners_of([r for r in domain_rows if r.get("family") == family])
-            best = None
-            for group in dict.fromkeys(r["group"] for r in domain_rows):
-                rows = [r for r in domain_rows if r["group"] == group]
+            best = []
+            for group, rows in groups.items():
                 rep = representative(rows, family)
                 v = value(row_at(rows, rep, "test")) if rep else None
                 if v is not None:
-                    best = (best or []) + [
-                        {"group": group, "learner": rep, "mean": v.mean, "ci95": v.ci95}
-                    ]
+                    best.append(
+                        {"group": group, "learner": rep, "mean": v.mean, "ci95": half_width(v)}
+                    )
             status = "ran" if ran else ("registered, not run" if registered else "no recipe")
             matrix.append(
                 {
@@ -573,7 +806,7 @@ def claim_4(ev: Evidence) -> dict[str, Any]:
                     "status": status,
                     "registered": registered,
                     "ran": ran,
-                    "best": best or [],
+                    "best": best,
                 }
             )
         has_np = bool(families.get("non-parametric"))
@@ -583,7 +816,7 @@ def claim_4(ev: Evidence) -> dict[str, Any]:
         recipe = "a non-parametric recipe" if has_np else "no non-parametric recipe"
         what = f"{ev.kinds[domain]}: non-parametric {expect}; the registry has {recipe}"
         verdict = SUPPORTED if has_np == classification else CONTRADICTED
-        applicability.append(comparison(domain, "registry", what, None, verdict=verdict))
+        applicability.append(comparison(domain, "registry", what, verdict=verdict))
     strength = []
     for group in ev.groups():
         rows = ev.of(group)
@@ -593,9 +826,7 @@ def claim_4(ev: Evidence) -> dict[str, Any]:
         np_rep = representative(rows, "non-parametric")
         if np_rep is None:
             strength.append(
-                comparison(
-                    domain, group, "no non-parametric learner ran", None, note="not measured"
-                )
+                comparison(domain, group, "no non-parametric learner ran", note="not measured")
             )
             continue
         for family in ("gradient", "black-box"):
@@ -603,17 +834,28 @@ def claim_4(ev: Evidence) -> dict[str, Any]:
             if other is None:
                 continue
             a, b = oriented(row_at(rows, np_rep, "test")), oriented(row_at(rows, other, "test"))
-            strength.append(
-                comparison(
-                    domain,
-                    group,
-                    f"test: {np_rep} - {other} ({family})",
-                    None if a is None or b is None else a - b,
-                )
-            )
-    verdicts = [c["verdict"] for c in applicability]
-    part_a = CONTRADICTED if CONTRADICTED in verdicts else combine(verdicts)
-    part_b = combine(c["verdict"] for c in strength)
+            strength.append(comparison(domain, group, f"test: {np_rep} - {other} ({family})", a, b))
+
+    def parts(comparisons: Sequence[dict], key: str) -> tuple[str, str]:
+        mine_a = [c[key] for c in comparisons if c["group"] == "registry"]
+        mine_b = [c[key] for c in comparisons if c["group"] != "registry"]
+        return _part_a(mine_a), combine(mine_b)
+
+    def rule(comparisons: Sequence[dict], key: str) -> str:
+        part_a, part_b = parts(comparisons, key)
+        classification = ev.kinds.get(comparisons[0]["domain"]) == "classification"
+        return both(part_a, part_b) if classification else part_a
+
+    everything = applicability + strength
+    part_a, part_b = parts(everything, "verdict")
+    part_a_u, part_b_u = parts(everything, "verdict_unpaired")
+    domains = by_domain(everything, rule)
+    for domain, entry in domains.items():
+        entry["rule"] = (
+            "both parts (applicability from the registry, strength on this domain's runs)"
+            if ev.kinds.get(domain) == "classification"
+            else "applicability only: strength is measured on classification runs, none here"
+        )
     return _claim(
         4,
         "Non-parametric learners are strong for classification but do not apply to regression "
@@ -622,15 +864,42 @@ def claim_4(ev: Evidence) -> dict[str, Any]:
         "classification tasks should have a non-parametric recipe and each other domain none (one "
         "domain that does not contradicts the part). "
         "Strength: per classification run, d = test score of the best non-parametric learner - "
-        "that of the best gradient (and black-box) learner, decided as a claim is. " + CLAIM_RULE,
-        applicability + strength,
+        "that of the best gradient (and black-box) learner, decided as a claim is. Per domain: "
+        "both parts on a classification domain, applicability alone on the others. " + CLAIM_RULE,
+        everything,
         verdict=both(part_a, part_b),
+        verdict_unpaired=both(part_a_u, part_b_u),
+        domains=domains,
         matrix=matrix,
         parts={"applicability": part_a, "strength": part_b},
+        parts_unpaired={"applicability": part_a_u, "strength": part_b_u},
     )
 
 
 # -- claim 5 ----------------------------------------------------------------------------------------
+#: Fields of a cost that carry its units (not shown in claim 5's table).
+COST_UNIT_FIELDS = ("per_update_units", "per_update_key", "per_update_seed_level")
+
+
+def cost_estimate(cost: dict[str, Any]) -> Estimate | None:
+    """Seconds per meta-update with what its uncertainty is made of: the logged chunks (one
+    seed; their own key, so two learners' chunks never pair) or the per-seed means (several
+    seeds: they pair seed by seed); else its interval, independent; None when not measured."""
+    if cost.get("per_update_units"):
+        return Estimate.of_units(
+            cost["per_update_units"],
+            tuple(cost["per_update_key"]),
+            seed_level=bool(cost.get("per_update_seed_level")),
+        )
+    if cost.get("per_update_s") is None:
+        return None
+    return Estimate.independent(
+        float(cost["per_update_s"]),
+        float(cost.get("per_update_ci95") or 0.0),
+        key=("cost", cost.get("group"), cost["learner"]),
+    )
+
+
 def claim_5(ev: Evidence) -> dict[str, Any]:
     """Gradient meta-training costs more per meta-update than the other families'."""
     comparisons, table = [], []
@@ -644,7 +913,7 @@ def claim_5(ev: Evidence) -> dict[str, Any]:
             per_minute = n.mean / minutes if n is not None and minutes > 0 else None
             table.append(
                 {
-                    **cost,
+                    **{k: v for k, v in cost.items() if k not in COST_UNIT_FIELDS},
                     "normalized_test": None if n is None else n.mean,
                     "normalized_per_minute": per_minute,
                 }
@@ -661,23 +930,23 @@ def claim_5(ev: Evidence) -> dict[str, Any]:
             other = reps[family]
             if other is None:
                 continue
-            a, b = trained[g], trained[other]
+            a, b = cost_estimate(trained[g]), cost_estimate(trained[other])
             what = f"time per meta-update: {g} - {other} ({family})"
-            if a.get("per_update_s") is None or b.get("per_update_s") is None:
-                comparisons.append(comparison(domain, group, what, None, note="not measured"))
+            if a is None or b is None:
+                comparisons.append(comparison(domain, group, what, note="not measured"))
                 continue
-            d = Value(a["per_update_s"], a.get("per_update_ci95") or 0.0) - Value(
-                b["per_update_s"], b.get("per_update_ci95") or 0.0
+            note = (
+                f"meta-batch {trained[g].get('meta_batch')} vs {trained[other].get('meta_batch')}"
             )
-            note = f"meta-batch {a.get('meta_batch')} vs {b.get('meta_batch')}"
-            comparisons.append(comparison(domain, group, what, d, note=note))
+            comparisons.append(comparison(domain, group, what, a, b, note=note))
     return _claim(
         5,
         "Gradient-based meta-training costs more",
         "per primary run, each family is represented by its best meta-trained learner on test; "
         "d = time per meta-update of the gradient representative - that of the black-box (and "
         "non-parametric) representative, in seconds, with the interval across the logged "
-        "chunks of training (and across seeds). Wall time of meta-training, peak memory and "
+        "chunks of training (one seed: the learners' chunks are not paired) or across seeds "
+        "(per-seed means, paired seed by seed). Wall time of meta-training, peak memory and "
         "normalized test score per minute of meta-training are shown for every learner; they "
         "carry no interval and do not enter the verdict. " + CLAIM_RULE,
         comparisons,
@@ -701,24 +970,16 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
                     domain,
                     "registry",
                     f"no {' and no '.join(missing)} recipe",
-                    None,
                     note="not measured",
                 )
             )
             continue
-        for group in ev.groups():
-            rows = ev.of(group)
-            if domain_of(rows) != domain:
-                continue
+        for group, rows in primary_rows(ev, domain).items():
             ran = learners_of(rows)
             if TRANSFORMER not in ran or LSTM not in ran:
                 comparisons.append(
                     comparison(
-                        domain,
-                        group,
-                        "transformer or blackbox did not run",
-                        None,
-                        note="not measured",
+                        domain, group, "transformer or blackbox did not run", note="not measured"
                     )
                 )
                 continue
@@ -739,14 +1000,13 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
                         domain,
                         group,
                         "test: transformer - blackbox",
-                        None,
                         note=f"{diverged} diverged",
                         verdict=CONTRADICTED if diverged == TRANSFORMER else SUPPORTED,
                     )
                 )
                 continue
             comparisons.append(
-                comparison(domain, group, "test: transformer - blackbox", a - b, note=note)
+                comparison(domain, group, "test: transformer - blackbox", a, b, note=note)
             )
     return _claim(
         6,
@@ -759,9 +1019,154 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
     )
 
 
+# -- compute-matched -------------------------------------------------------------------------------
+def loss_at(curve: dict[str, Any], seconds: float) -> float | None:
+    """The loss of the last logged point at or before ``seconds`` of meta-training (None: none)."""
+    last = None
+    for t, loss in zip(curve["seconds"], curve["loss"], strict=True):
+        if t > seconds * (1 + 1e-9):
+            break
+        last = loss
+    return last
+
+
+COMPUTE_STATEMENT = (
+    "At equal meta-training time, the gradient-based representative reaches a lower query loss "
+    "on its training meta-batches than the black-box (and non-parametric) representative"
+)
+
+
+def compute_matched(ev: Evidence) -> dict[str, Any]:
+    """Training query loss of each family's representative at equal meta-training time: per
+    primary run and seed, T = the shorter of the two trainings (cumulative seconds from
+    ``metrics.csv``), each learner's loss at its last logged point at or before T; with several
+    seeds the interval is across seeds (paired seed by seed), with one there is none."""
+    comparisons, pairs, skipped = [], [], []
+    for group in ev.groups():
+        rows = ev.of(group)
+        domain = domain_of(rows)
+        curves: dict[str, list[dict]] = {}
+        for curve in (t for t in ev.training if t["group"] == group):
+            curves.setdefault(curve["learner"], []).append(curve)
+        usable = {
+            n: sorted(c, key=lambda t: t["seed"])
+            for n, c in curves.items()
+            if all(t["loss_column"] and t["loss"] for t in c)
+        }
+        skipped += [
+            {"group": group, "learner": n, "family": c[0]["family"]}
+            for n, c in curves.items()
+            if n not in usable and c[0]["family"] in FAMILIES
+        ]
+        mine = [r for r in rows if r["learner"] in usable]
+        g = representative(mine, "gradient")
+        if g is None:
+            continue
+        for family in ("black-box", "non-parametric"):
+            other = representative(mine, family)
+            if other is None:
+                continue
+            seeds = list(zip(usable[g], usable[other], strict=False))
+            times = [min(a["seconds"][-1], b["seconds"][-1]) for a, b in seeds]
+            losses = [
+                (loss_at(a, t), loss_at(b, t)) for (a, b), t in zip(seeds, times, strict=True)
+            ]
+            what = f"query loss at equal training time: {other} ({family}) - {g} (gradient)"
+            pair = {
+                "domain": domain,
+                "group": group,
+                "gradient": g,
+                "other": other,
+                "family": family,
+                "seconds": times,
+                "loss_gradient": [x for x, _ in losses],
+                "loss_other": [y for _, y in losses],
+                "loss_columns": [usable[g][0]["loss_column"], usable[other][0]["loss_column"]],
+            }
+            pairs.append(pair)
+            if any(x is None or y is None for x, y in losses):
+                comparisons.append(
+                    comparison(domain, group, what, note="no logged point by the shorter time")
+                )
+                continue
+            key = seed_key(group)
+            if len(losses) == 1:
+                a, b = Estimate.constant(-losses[0][0]), Estimate.constant(-losses[0][1])
+                comparisons.append(
+                    comparison(
+                        domain, group, what, a, b, interval=False, note="one seed: no interval"
+                    )
+                )
+                continue
+            a = Estimate.of_units([-x for x, _ in losses], key, seed_level=True)
+            b = Estimate.of_units([-y for _, y in losses], key, seed_level=True)
+            comparisons.append(comparison(domain, group, what, a, b))
+    return _claim(
+        None,
+        "Compute-matched: training query loss at equal meta-training time",
+        "per primary run, each family is represented by its best learner on test among those "
+        "that log a query loss on their training meta-batches (losses/query_after_adaptation "
+        "for the MAML family, losses/query for the others); T = the shorter of the two "
+        "meta-trainings (cumulative seconds from metrics.csv's iterations per second), each "
+        "learner's loss is that of its last logged point at or before T, and d = loss of the "
+        "black-box (or non-parametric) representative - loss of the gradient one (d > 0: the "
+        "gradient learner is lower). With several seeds the interval is the Student-t interval "
+        "across seeds of the per-seed differences; with one seed the difference is shown with "
+        "no interval and no verdict. It is no claim of the lecture's table: it enters no "
+        "claim's verdict. " + CLAIM_RULE.replace("The claim", "The statement"),
+        comparisons,
+        statement=COMPUTE_STATEMENT,
+        pairs=pairs,
+        skipped=skipped,
+    )
+
+
 CLAIMS = (claim_1, claim_2, claim_3, claim_4, claim_5, claim_6)
 
 
 def all_claims(ev: Evidence) -> list[dict[str, Any]]:
     """Every claim's numbers and verdict."""
     return [claim(ev) for claim in CLAIMS]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def interval_summary(claims: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How the paired rule compares with the unpaired one over ``claims``: the median paired and
+    unpaired half-widths over the comparisons that have both (their ratio, and the median of
+    the per-comparison ratios), how many comparisons paired, and how many claims and (claim,
+    domain) pairs each rule decides (supported or contradicted)."""
+    both_widths = [
+        (c["ci95"], c["ci95_unpaired"])
+        for claim in claims
+        for c in claim["comparisons"]
+        if c["ci95"] is not None and c["ci95_unpaired"] is not None
+    ]
+    paired_median = _median([h for h, _ in both_widths])
+    unpaired_median = _median([u for _, u in both_widths])
+    decided = {}
+    for key, name in (("verdict", "paired"), ("verdict_unpaired", "unpaired")):
+        decided[name] = {
+            "claims": sum(c[key] in (SUPPORTED, CONTRADICTED) for c in claims),
+            "claim_domains": sum(
+                d[key] in (SUPPORTED, CONTRADICTED) for c in claims for d in c["domains"].values()
+            ),
+            "comparisons": sum(
+                x[key] in (SUPPORTED, CONTRADICTED) for c in claims for x in c["comparisons"]
+            ),
+        }
+    return {
+        "n_comparisons": len(both_widths),
+        "n_paired": sum(c["paired"] for claim in claims for c in claim["comparisons"]),
+        "median_ci95": paired_median,
+        "median_ci95_unpaired": unpaired_median,
+        "ratio_of_medians": paired_median / unpaired_median
+        if paired_median is not None and unpaired_median
+        else None,
+        "median_ratio": _median([h / u for h, u in both_widths if u > 0]),
+        "n_claims": len(claims),
+        "n_claim_domains": sum(len(c["domains"]) for c in claims),
+        "decided": decided,
+    }

@@ -99,7 +99,7 @@ def figure_2(claim: dict, ev: Evidence, path: Path) -> Path:
             ax.errorbar(
                 [c["level"] for c in points],
                 [c["normalized"] for c in points],
-                yerr=[c["ci95"] for c in points],
+                yerr=[c["ci95"] or 0 for c in points],
                 marker="o",
                 ms=3,
                 capsize=2,
@@ -137,7 +137,7 @@ def figure_3(claim: dict, ev: Evidence, path: Path) -> Path:
             ax.errorbar(
                 [c["shots"] for c in points],
                 [c["mean"] for c in points],
-                yerr=[c["ci95"] for c in points],
+                yerr=[c["ci95"] or 0 for c in points],
                 marker="o",
                 ms=3,
                 capsize=2,
@@ -174,7 +174,7 @@ def figure_3(claim: dict, ev: Evidence, path: Path) -> Path:
                 label=learner,
             )
         ax.set_xlabel("environment steps of experience on the task")
-        ax.set_ylabel("test return")
+        ax.set_ylabel(f"test {_label(rows[0]) if rows else 'return'}")
         ax.set_title(f"{group}: return against experience (not counted)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
@@ -269,15 +269,61 @@ def figure_6(claim: dict, ev: Evidence, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def figure_compute(section: dict, ev: Evidence, path: Path) -> Path:
+    """Training query loss against cumulative meta-training seconds, per primary run: every
+    learner that logs one (first seed), coloured by family, the compared representatives bold,
+    and the equal-time point T of each comparison dotted."""
+    groups = [g for g in ev.groups() if any(t["group"] == g and t["loss"] for t in ev.training)]
+    if not groups:
+        return _empty(path, "no learner logged a query loss on its training meta-batches")
+    fig, axes = panel_grid(len(groups), 4.2, 3.2)
+    for ax, group in zip(axes.flat, groups, strict=False):
+        pairs = [p for p in section.get("pairs", []) if p["group"] == group]
+        compared = {n for p in pairs for n in (p["gradient"], p["other"])}
+        for curve in ev.training:
+            if curve["group"] != group or curve["seed"] != 0 or not curve["loss"]:
+                continue
+            bold = curve["learner"] in compared
+            ax.plot(
+                curve["seconds"],
+                curve["loss"],
+                color=FAMILY_COLOURS.get(curve["family"], "black"),
+                lw=1.8 if bold else 0.8,
+                alpha=1.0 if bold else 0.45,
+                label=f"{curve['learner']} ({curve['family']})",
+            )
+        for p in pairs:
+            if p["seconds"]:
+                ax.axvline(p["seconds"][0], color="k", ls=":", lw=0.8)
+        if all(v > 0 for c in ev.training if c["group"] == group for v in c["loss"]):
+            ax.set_yscale("log")
+        ax.set_title(f"{group}: training query loss", fontsize=9)
+        ax.set_xlabel("meta-training seconds")
+        ax.set_ylabel("query loss (training meta-batches)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    hide_unused(axes, len(groups))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 FIGURES = (figure_1, figure_2, figure_3, figure_4, figure_5, figure_6)
+COMPUTE_FIGURE = "compute-matched.png"
 
 
-def draw(claims: list[dict], ev: Evidence, out_dir: Path) -> list[Path]:
-    """``claim-<n>.png`` for every claim; returns the paths (also stored as ``claim["figure"]``)."""
+def draw(
+    claims: list[dict], ev: Evidence, out_dir: Path, compute: dict | None = None
+) -> list[Path]:
+    """``claim-<n>.png`` for every claim (and ``compute-matched.png`` for the compute-matched
+    section); returns the paths (also stored as ``claim["figure"]``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    drawn = [(claim, figure, f"claim-{claim['id']}.png")
+             for claim, figure in zip(claims, FIGURES, strict=True)]  # fmt: skip
+    if compute is not None:
+        drawn.append((compute, figure_compute, COMPUTE_FIGURE))
     paths = []
-    for claim, figure in zip(claims, FIGURES, strict=True):
-        path = figure(claim, ev, out_dir / f"claim-{claim['id']}.png")
-        claim["figure"] = str(path.relative_to(out_dir.parent))
+    for section, figure, name in drawn:
+        path = figure(section, ev, out_dir / name)
+        section["figure"] = str(path.relative_to(out_dir.parent))
         paths.append(path)
     return paths

@@ -29,31 +29,83 @@ def interval(mean: Any, ci: Any) -> str:
     return "—" if mean is None else f"{fmt(mean)} ± {fmt(ci, 2)}"
 
 
-def claim_blocks(claim: dict[str, Any]) -> list[Block]:
-    """The blocks of one claim: statement, verdict, rule, numbers, figure, extra tables."""
-    blocks: list[Block] = [
-        ("h2", f"Claim {claim['id']}: {claim['title']}"),
-        ("verdict", claim["verdict"]),
-        ("p", "Rule: " + claim["rule"]),
-    ]
-    counts = claim["counts"]
-    blocks.append(("p", "Comparisons: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + "."))
-    if "parts" in claim:
-        blocks.append(
-            ("p", "Parts: " + ", ".join(f"{k} {v}" for k, v in claim["parts"].items()) + ".")
-        )
+def needed(c: dict[str, Any]) -> str:
+    """What an inconclusive comparison would need to decide (80% power, paired test)."""
+    if c.get("verdict") != "inconclusive":
+        return ""
+    parts = []
+    if c.get("tasks_needed") is not None:
+        parts.append(f"{c['tasks_needed']:,} tasks")
+    if c.get("seeds_needed") is not None:
+        parts.append(f"{c['seeds_needed']} seeds")
+    return " / ".join(parts) or "—"
+
+
+def _note(c: dict[str, Any]) -> str:
+    pairing = c.get("pairing") or ""
+    shown = [c["note"]] if c.get("note") else []
+    if pairing.startswith("independent") and c.get("ci95") is not None:
+        shown.append(pairing)
+    return "; ".join(shown)
+
+
+def per_domain(claim: dict[str, Any]) -> str:
+    """``domain verdict (unpaired: ...)`` for each domain of a claim."""
+    parts = []
+    for domain, d in claim.get("domains", {}).items():
+        text = f"{domain} {fmt(d['verdict'])}"
+        if d["verdict_unpaired"] != d["verdict"]:
+            text += f" (unpaired: {fmt(d['verdict_unpaired'])})"
+        parts.append(text)
+    return "; ".join(parts) or "—"
+
+
+def comparison_table(comparisons: Sequence[dict[str, Any]]) -> Block:
+    """The comparisons: d with its paired interval, the unpaired one, both verdicts, what an
+    inconclusive one would need, and notes."""
     rows = [
         [
             c["domain"],
             c["group"],
             c["what"],
             interval(c["value"], c["ci95"]),
-            c["verdict"],
-            c["note"],
+            "—" if c["ci95_unpaired"] is None else f"± {fmt(c['ci95_unpaired'], 2)}",
+            fmt(c["verdict"]),
+            fmt(c["verdict_unpaired"]),
+            needed(c),
+            _note(c),
         ]
-        for c in claim["comparisons"]
+        for c in comparisons
     ]
-    blocks.append(("table", (["domain", "run", "comparison", "d ± 95%", "verdict", "note"], rows)))
+    header = ["domain", "run", "comparison", "d ± 95% (paired)", "unpaired", "verdict",
+              "verdict (unpaired)", "to decide (80%)", "note"]  # fmt: skip
+    return ("table", (header, rows))
+
+
+def claim_blocks(claim: dict[str, Any]) -> list[Block]:
+    """The blocks of one claim: statement, verdict, rule, numbers, figure, extra tables."""
+    number = f"Claim {claim['id']}: " if claim.get("id") is not None else ""
+    blocks: list[Block] = [
+        ("h2", f"{number}{claim['title']}"),
+        ("verdict", claim["verdict"]),
+    ]
+    if claim.get("statement"):
+        blocks.append(("p", "Statement: " + claim["statement"] + "."))
+    blocks.append(("p", "Rule: " + claim["rule"]))
+    counts = claim["counts"]
+    blocks.append(
+        (
+            "p",
+            "Comparisons: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + " (paired); "
+            f"verdict by the unpaired rule: {fmt(claim.get('verdict_unpaired'))}. "
+            f"Per domain: {per_domain(claim)}.",
+        )
+    )
+    if "parts" in claim:
+        blocks.append(
+            ("p", "Parts: " + ", ".join(f"{k} {v}" for k, v in claim["parts"].items()) + ".")
+        )
+    blocks.append(comparison_table(claim["comparisons"]))
     if claim.get("figure"):
         blocks.append(("img", claim["figure"]))
     if claim.get("levers"):
@@ -120,11 +172,44 @@ def claim_blocks(claim: dict[str, Any]) -> list[Block]:
                     "of the learner's meta-training (see metagym/memory.py for what it misses).",
                 )
             )
+    if claim.get("skipped"):
+        blocks.append(
+            (
+                "p",
+                "Skipped (no query loss in metrics.csv): "
+                + "; ".join(
+                    f"{x['group']} {x['learner']} ({x['family']})" for x in claim["skipped"]
+                )
+                + ".",
+            )
+        )
     return blocks
 
 
-def document(meta: dict[str, Any], claims: Sequence[dict[str, Any]]) -> list[Block]:
-    """Every block of the report."""
+def interval_paragraph(summary: dict[str, Any]) -> str:
+    """The paired rule against the unpaired one, in one paragraph."""
+    paired, unpaired = summary["decided"]["paired"], summary["decided"]["unpaired"]
+    return (
+        f"Paired against unpaired intervals, over the {summary['n_comparisons']} comparisons "
+        f"with both ({summary['n_paired']} paired on shared tasks or seeds): median half-width "
+        f"{fmt(summary['median_ci95'])} against {fmt(summary['median_ci95_unpaired'])} "
+        f"(ratio of medians {fmt(summary['ratio_of_medians'], 2)}, median of the ratios "
+        f"{fmt(summary['median_ratio'], 2)}). Decided (supported or contradicted): "
+        f"{paired['claims']} of {summary['n_claims']} claims and {paired['claim_domains']} of "
+        f"{summary['n_claim_domains']} (claim, domain) pairs paired, against "
+        f"{unpaired['claims']} and {unpaired['claim_domains']} unpaired."
+    )
+
+
+def document(
+    meta: dict[str, Any],
+    claims: Sequence[dict[str, Any]],
+    *,
+    compute: dict[str, Any] | None = None,
+    intervals: dict[str, Any] | None = None,
+) -> list[Block]:
+    """Every block of the report (``compute``: the compute-matched section; ``intervals``: the
+    paired-against-unpaired summary)."""
     blocks: list[Block] = [("h1", f"metagym trade-off report ({meta['profile']} profile)")]
     blocks.append(
         (
@@ -138,19 +223,26 @@ def document(meta: dict[str, Any], claims: Sequence[dict[str, Any]]) -> list[Blo
         (
             "table",
             (
-                ["claim", "verdict", "comparisons (supported / contradicted / inconclusive)"],
+                ["claim", "verdict", "verdict (unpaired)", "per domain",
+                 "comparisons (supported / contradicted / inconclusive)"],
                 [
-                    [f"{c['id']}. {c['title']}", c["verdict"],
-                     " / ".join(str(c["counts"][v]) for v in VERDICTS)]
+                    [f"{c['id']}. {c['title']}", c["verdict"], c["verdict_unpaired"],
+                     per_domain(c), " / ".join(str(c["counts"][v]) for v in VERDICTS)]
                     for c in claims
                 ],
             ),
         )
     )  # fmt: skip
     blocks.append(("p", "How verdicts are computed. " + COMPARISON_RULE + " " + CLAIM_RULE))
+    if intervals is not None:
+        blocks.append(("p", interval_paragraph(intervals)))
     blocks.append(("p", meta["conventions"]))
+    for note in meta.get("notes", []):
+        blocks.append(("p", "Note: " + note + "."))
     for claim in claims:
         blocks += claim_blocks(claim)
+    if compute is not None:
+        blocks += claim_blocks(compute)
     blocks.append(("h2", "What ran"))
     blocks.append(("table", (meta["parts_columns"], meta["parts"])))
     blocks.append(("p", meta["budget_note"]))
@@ -172,7 +264,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif kind == "p":
             out.append(f"{content}\n")
         elif kind == "verdict":
-            out.append(f"**Verdict: {content}**\n")
+            out.append(f"**Verdict: {content or 'none (one seed: no interval)'}**\n")
         elif kind == "img":
             out.append(f"![{Path(content).stem}]({content})\n")
         elif kind == "table":
@@ -218,6 +310,8 @@ def to_html(blocks: Sequence[Block], base: Path) -> str:
             out.append(f"<{kind}>{_inline(content)}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{_inline(content)}</p>")
+        elif kind == "verdict" and content is None:
+            out.append("<p>Verdict: none (one seed: no interval)</p>")
         elif kind == "verdict":
             out.append(f'<p>Verdict: <span class="verdict {content}">{content}</span></p>')
         elif kind == "img":
