@@ -33,6 +33,7 @@ from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.profile import Profile
 from metagym.evaluate import evaluate
 from metagym.memory import PeakMemory
+from metagym.paired import paired_markdown, paired_table
 from metagym.results import read_json, write_json_atomic, write_report
 from metagym.run_folder import FolderLock, check_folder, differences, start_folder
 from metagym.scores import SCORES_FILE, write_scores
@@ -363,6 +364,12 @@ def merge(
             )
             + "\n"
         )
+    table = paired_table([out_dir])
+    if table:  # every learner against the best, task by task (runs/<learner>/scores.csv.gz)
+        interval = "95% interval of the per-task paired differences to the best learner"
+        write_json_atomic({"interval": interval, "rows": table}, out_dir / "paired.json")
+        with (out_dir / "results.md").open("a") as f:
+            f.write("\n" + paired_markdown(table))
     extras = {name: records[name].get("extras", {}) for name in order}
     context.domain.after_run(context, out_dir, results, extras)
     return results
