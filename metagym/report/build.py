@@ -32,12 +32,12 @@ from metagym.experiment import (
 from metagym.report import claims as claims_module
 from metagym.report.evidence import REFERENCES, gather
 from metagym.report.figures import draw
-from metagym.report.plan import Experiment, plan
+from metagym.report.plan import DEFAULT_DOMAINS, DOMAIN_OF, Experiment, plan, registered_domains
 from metagym.report.render import document, to_html, to_markdown
 from metagym.results import read_json, read_results, write_json_atomic
 from metagym.run_folder import FolderLock, check_folder
 
-REPORT_DOMAINS = ("sinusoid", "omniglot", "rl")
+REPORT_DOMAINS = DEFAULT_DOMAINS
 DEFINITION_FILE = "report.json"
 
 
@@ -58,14 +58,15 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_domains(text: str | None) -> tuple[str, ...]:
-    """The report's domains (default all three); a ValueError naming unknown ones."""
+    """The report's domains (default sinusoid, omniglot, rl; ``metaworld`` is opt-in); a
+    ValueError naming unknown ones."""
     if text is None:
         return REPORT_DOMAINS
     names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    unknown = [n for n in names if n not in REPORT_DOMAINS]
+    unknown = [n for n in names if n not in DOMAIN_OF]
     if unknown or not names:
         raise ValueError(
-            f"--domains: unknown or empty {unknown or text!r}; accepted: {', '.join(REPORT_DOMAINS)}"
+            f"--domains: unknown or empty {unknown or text!r}; accepted: {', '.join(DOMAIN_OF)}"
         )
     return names
 
@@ -210,7 +211,7 @@ def report(
                      round(time.perf_counter() - began, 1), round(_recorded_seconds(folder), 1)]
                 )  # fmt: skip
         began = time.perf_counter()
-        evidence = gather(experiments, seed_dirs, only_domains)
+        evidence = gather(experiments, seed_dirs, registered_domains(only_domains))
         claims = claims_module.all_claims(evidence)
         compute = claims_module.compute_matched(evidence)
         draw(claims, evidence, out_dir / "figures", compute=compute)
@@ -230,7 +231,7 @@ def report(
                 "learner s recorded (train + eval, summed over learners)",
             ],
             "parts": parts,
-            "conventions": conventions(only_domains),
+            "conventions": conventions(registered_domains(only_domains)),
             "budget_note": budget_note(experiments),
             "notes": evidence.notes,
         }  # fmt: skip
@@ -241,7 +242,9 @@ def report(
             "schema_version": 1,
             **{k: v for k, v in meta.items() if k not in ("parts_columns", "conventions")},
             "parts": [dict(zip(meta["parts_columns"], p, strict=True)) for p in parts],
-            "references": {d: REFERENCES[d] for d in only_domains if d in REFERENCES},
+            "references": {
+                d: REFERENCES[d] for d in registered_domains(only_domains) if d in REFERENCES
+            },
             "intervals": intervals,
             "claims": claims,
             "compute_matched": compute,

@@ -11,7 +11,7 @@ same budget" holds for the comparisons between families.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,10 @@ from metagym import domains
 from metagym.domains.profile import Profile
 
 REPORT_PROFILES = ("tiny", "quick", "paper")
+#: The report's domains: the registered ones it covers by default, and the opt-in ones
+#: (``--domains ...,metaworld``), each named by the registered domain its experiments run.
+DOMAIN_OF = {"sinusoid": "sinusoid", "omniglot": "omniglot", "rl": "rl", "metaworld": "rl"}
+DEFAULT_DOMAINS = ("sinusoid", "omniglot", "rl")
 #: The lecture's three families (claims) and the baselines that anchor the scales.
 META_FAMILIES = ("gradient", "black-box", "non-parametric")
 
@@ -39,6 +43,7 @@ class Experiment:
         primary: claims 1, 2, 5 and 6 read it; claim 3 reads every experiment of a domain.
         needs_data: the domain reads a data set (``--data-root``).
         per_family: at most this many learners of each family, in registry order (None: all).
+        report_domain: the ``--domains`` name that selects it (``""``: ``domain``).
     """
 
     name: str
@@ -52,6 +57,11 @@ class Experiment:
     primary: bool = True
     needs_data: bool = False
     per_family: int | None = None
+    report_domain: str = ""
+
+    def selected_by(self) -> str:
+        """The ``--domains`` name that selects this experiment."""
+        return self.report_domain or self.domain
 
     def learners(self) -> list[str]:
         """The learners run: every recipe of ``families`` (registry order), then ``baselines``."""
@@ -132,6 +142,24 @@ def _rl(profile: str, **settings: Any) -> Experiment:
     )
 
 
+def _metaworld(profile: str, **settings: Any) -> Experiment:
+    """Meta-World ML10 (opt-in: ``--domains ...,metaworld``): success rate on the training envs'
+    new goals (``test``) and on the held-out envs (``ood-heldout``), MAML-RL against RL^2."""
+    return Experiment(
+        name="rl-metaworld",
+        domain="rl",
+        base_profile=f"metaworld-{profile}",
+        overrides={
+            "env": "metaworld/ML10",
+            "eval_splits": ("test", "ood"),
+            **settings,
+        },
+        families=("gradient", "black-box"),
+        baselines=("random", "oracle"),
+        report_domain="metaworld",
+    )
+
+
 def tiny_plan() -> list[Experiment]:
     """Seconds per experiment: the test suite's report (its numbers decide nothing). Two
     learners per family (so the transformer meets the LSTM), K = 5 and 20."""
@@ -154,6 +182,7 @@ def tiny_plan() -> list[Experiment]:
             leave_out=("matching", "matching-fce", "soft-nn"),
         ),
         _rl("tiny"),
+        _metaworld("tiny"),
     ]
 
 
@@ -195,6 +224,7 @@ def quick_plan() -> list[Experiment]:
             log_every=1,
             checkpoint_every=5,
         ),
+        _metaworld("quick"),
     ]
 
 
@@ -206,6 +236,7 @@ def paper_plan() -> list[Experiment]:
         _sinusoid("paper", 20, False, budget={}),
         _omniglot("paper", budget={}),
         _rl("paper"),
+        _metaworld("paper"),
     ]
 
 
@@ -213,10 +244,14 @@ PLANS = {"tiny": tiny_plan, "quick": quick_plan, "paper": paper_plan}
 
 
 def plan(profile: str, only_domains: tuple[str, ...] | None = None) -> list[Experiment]:
-    """The experiments of the report at ``profile`` (``only_domains``: those domains only)."""
+    """The experiments of the report at ``profile`` selected by ``only_domains`` (names of
+    :data:`DOMAIN_OF`; default :data:`DEFAULT_DOMAINS`: Meta-World is opt-in)."""
     if profile not in PLANS:
         raise ValueError(f"unknown report profile {profile!r}; accepted: {', '.join(PLANS)}")
-    experiments = PLANS[profile]()
-    if only_domains is not None:
-        experiments = [e for e in experiments if e.domain in only_domains]
-    return experiments
+    wanted = DEFAULT_DOMAINS if only_domains is None else only_domains
+    return [e for e in PLANS[profile]() if e.selected_by() in wanted]
+
+
+def registered_domains(report_domains: Sequence[str]) -> tuple[str, ...]:
+    """The registered domains that ``--domains`` names run (``metaworld`` runs ``rl``)."""
+    return tuple(dict.fromkeys(DOMAIN_OF[d] for d in report_domains))
