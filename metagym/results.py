@@ -12,10 +12,10 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 SCHEMA_VERSION = 1
 REQUIRED_ROW_KEYS = ("domain", "learner", "split", "steps", "metric", "mean", "ci95", "n_tasks")
@@ -29,21 +29,33 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_json_atomic(data: Any, path: str | Path) -> Path:
-    """Write ``data`` as JSON (NaN and infinity refused) through a temporary file and a rename."""
+def write_atomic(
+    path: str | Path, write: Callable[[BinaryIO], None], *, sync: bool = False
+) -> Path:
+    """Create ``path`` through a temporary file in its folder that ``write(file)`` fills, then a
+    rename (``sync``: flushed to disk first), so a reader never sees a partial file; the mode is
+    what a plain ``open()`` would give."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as JSON (NaN and infinity refused) through a temporary file and a rename."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    return write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def read_json(path: str | Path) -> Any:

@@ -25,15 +25,13 @@ import gzip
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from metagym.results import default_file_mode
+from metagym.results import write_atomic
 
 SCORES_FILE = "scores.csv.gz"
 COLUMNS = (
@@ -103,23 +101,13 @@ def read_scores(path: str | Path) -> list[dict[str, Any]]:
 
 def write_scores(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
     """Write ``records`` to ``path`` (gzip CSV) through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(COLUMNS)
     for record in records:
         writer.writerow([_cell(c, record.get(c)) for c in COLUMNS])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-            f.write(text.getvalue().encode())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    payload = gzip.compress(text.getvalue().encode(), mtime=0)
+    return write_atomic(path, lambda f: f.write(payload))
 
 
 def merge_scores(
