@@ -50,6 +50,7 @@ FAMILY = {
     "reptile": "gradient",
     "blackbox": "black-box",
     "transformer": "black-box",
+    "rl2": "black-box",
     "protonet": "non-parametric",
     "pretrain": "baseline",
     "oracle": "baseline",
@@ -321,6 +322,25 @@ def test_claim_6_without_a_transformer_recipe_is_not_measured():
     assert claim["verdict"] == INCONCLUSIVE
     assert all(c["note"] == "not measured" for c in claim["comparisons"])
     assert "no transformer recipe" in claim["comparisons"][0]["what"]
+
+
+def test_claim_6_compares_rl2s_gru_with_the_transformer_by_the_recipes_sequence_models():
+    rows = [
+        {**row("transformer", "test", -3.0, 0.2, steps=1, domain="rl"), "metric": "return"},
+        {**row("rl2", "test", -4.0, 0.2, steps=1, domain="rl"), "metric": "return"},
+        {**row("blackbox", "test", -9.0, 0.2, domain="rl"), "metric": "return"},  # not compared
+    ]
+    recipes = {"rl": {"black-box": ["rl2", "transformer"]}}
+    models = {"rl": {"rl2": "gru", "transformer": "transformer"}}
+    ev = evidence(rows, recipes=recipes, sequence_models=models, domains=("rl",))
+    claim = claim_6(ev)
+    (only,) = claim["comparisons"]
+    assert only["what"] == "test: transformer - rl2" and only["verdict"] == SUPPORTED
+    assert only["value"] == pytest.approx(1.0)
+    # without a recurrent recipe the domain is not measured, whatever the learners' names
+    claim = claim_6(evidence(rows, recipes=recipes, sequence_models={"rl": {}}, domains=("rl",)))
+    assert claim["comparisons"][0]["note"] == "not measured"
+    assert "no transformer and no recurrent (LSTM or GRU) recipe" in claim["comparisons"][0]["what"]
 
 
 def test_every_claim_has_numbers_and_a_verdict_on_empty_evidence():

@@ -116,6 +116,8 @@ class LearnerRecipe:
         check: ``check(context)`` raises a ValueError when the learner cannot run in this
             context (called before any work).
         summary: one line for ``metagym list``.
+        sequence_model: a black-box learner's sequence model (``"lstm"``, ``"gru"`` or
+            ``"transformer"``): the report's claim 6 compares attention with recurrence.
     """
 
     name: str
@@ -134,6 +136,7 @@ class LearnerRecipe:
     requires: tuple[str, ...] = ()
     check: Callable[[Context], None] | None = None
     summary: str = ""
+    sequence_model: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

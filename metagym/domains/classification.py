@@ -454,12 +454,14 @@ def classification_recipes(extras: tuple[str, ...] = ()) -> dict[str, LearnerRec
             "black-box",
             _blackbox,
             "LSTM over (embedding, label) pairs with attention reads",
+            sequence_model="lstm",
         ),
         recipe(
             "transformer",
             "black-box",
             _transformer,
             "transformer over (embedding, label) tokens; queries attend to the support set",
+            sequence_model="transformer",
         ),
         recipe(
             "pretrain",

@@ -233,12 +233,15 @@ def regression_recipes() -> dict[str, LearnerRecipe]:
         recipe("reptile", "gradient", _reptile, "Reptile (Nichol et al. 2018), first order"),
         recipe("anil", "gradient", _anil(False), "ANIL: only the head adapts (Raghu et al. 2020)"),
         recipe("anil-fo", "gradient", _anil(True), "first-order ANIL"),
-        recipe("blackbox", "black-box", _blackbox, "LSTM over the support pairs"),
+        recipe(
+            "blackbox", "black-box", _blackbox, "LSTM over the support pairs", sequence_model="lstm"
+        ),
         recipe(
             "transformer",
             "black-box",
             _transformer,
             "transformer: queries attend to the support pairs",
+            sequence_model="transformer",
         ),
         recipe("pretrain", "baseline", _pretrain, "one net on all tasks, fine-tuned by SGD"),
         recipe(

@@ -328,16 +328,32 @@ def _maml_rl(train_steps: int, name: str):
     return build
 
 
-def _rl2(context: Context) -> Learner:
-    from metagym.rl.rl2 import RL2
+def _rl2(name: str, **network: Any):
+    """RL^2 named ``name``; ``network``: its network's arguments (``policy``, ``hidden``, ...)."""
 
-    profile = context.profile
-    return RL2(
-        context.distribution("trials"),
-        per_episode=not trial_total(context),
-        steps_per_iteration=profile.rl2_steps_per_iteration,
-        seed=context.seed,
-    )
+    def build(context: Context) -> Learner:
+        from metagym.rl.rl2 import RL2
+
+        profile = context.profile
+        return RL2(
+            context.distribution("trials"),
+            per_episode=not trial_total(context),
+            steps_per_iteration=profile.rl2_steps_per_iteration,
+            seed=context.seed,
+            name=name,
+            **network,
+        )
+
+    return build
+
+
+def _check_step_limit(context: Context) -> None:
+    """The transformer's context is one trial: the episodes per trial times the step limit."""
+    if not context.distribution("trials").sampler.time_limit:
+        raise ValueError(
+            f"transformer needs an episode step limit (its context is one trial); "
+            f"{context.profile.env} has none: pass --max-episode-steps"
+        )
 
 
 def _ppo(mode: str):
@@ -409,6 +425,12 @@ def _recipes() -> dict[str, LearnerRecipe]:
         "meta_batch": lambda c: c.profile.meta_batch,
         "cost": 5,
     }
+    rl2 = {
+        "iterations": lambda c: c.profile.rl2_iterations,
+        "meta_batch": lambda c: c.profile.meta_batch,
+        "eval_steps": _rl2_steps,
+        "distribution": "trials",
+    }
     recipes = [
         LearnerRecipe(
             "maml",
@@ -428,13 +450,21 @@ def _recipes() -> dict[str, LearnerRecipe]:
         LearnerRecipe(
             "rl2",
             "black-box",
-            _rl2,
-            iterations=lambda c: c.profile.rl2_iterations,
-            meta_batch=lambda c: c.profile.meta_batch,
-            eval_steps=_rl2_steps,
-            distribution="trials",
+            _rl2("rl2"),
             cost=8,
             summary="RL^2: a GRU policy over trials, trained by PPO through whole trials",
+            sequence_model="gru",
+            **rl2,
+        ),
+        LearnerRecipe(
+            "transformer",
+            "black-box",
+            _rl2("transformer", policy="transformer", hidden=64, layers=2, heads=4),
+            cost=10,
+            check=_check_step_limit,
+            summary="RL^2 with a causal transformer over the trial's steps instead of the GRU",
+            sequence_model="transformer",
+            **rl2,
         ),
         LearnerRecipe(
             "pretrain",

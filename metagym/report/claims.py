@@ -190,6 +190,9 @@ class Evidence:
             ``loss_column`` (None: no query loss logged), ``seconds`` (cumulative meta-training
             seconds at each logged point) and ``loss``.
         recipes: domain -> family -> registered learner names (the registry).
+        sequence_models: domain -> black-box learner -> its sequence model (``"lstm"``,
+            ``"gru"``, ``"transformer"``: the recipes' ``sequence_model``); a domain without an
+            entry reads :data:`DEFAULT_SEQUENCE_MODELS`.
         shifts: domain -> shifted split -> (kind, level rank 1..n, mild to strong).
         references: domain -> ``{"trivial": ..., "oracle": ...}``, each ``{"learner", "steps"}``
             (a learner's row, ``steps`` ``"reported"`` or a count) or ``{"value"}`` (a constant
@@ -203,6 +206,7 @@ class Evidence:
     costs: list[dict[str, Any]] = field(default_factory=list)
     training: list[dict[str, Any]] = field(default_factory=list)
     recipes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    sequence_models: dict[str, dict[str, str]] = field(default_factory=dict)
     shifts: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     references: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     domains: tuple[str, ...] = ("sinusoid", "omniglot", "rl")
@@ -955,16 +959,33 @@ def claim_5(ev: Evidence) -> dict[str, Any]:
 
 
 # -- claim 6 ----------------------------------------------------------------------------------------
-TRANSFORMER, LSTM = "transformer", "blackbox"
+#: The sequence models of the supervised domains' black-box recipes (for hand-built evidence).
+DEFAULT_SEQUENCE_MODELS = {"blackbox": "lstm", "transformer": "transformer"}
+RECURRENT = ("lstm", "gru")
+
+
+def sequence_pair(ev: Evidence, domain: str) -> tuple[str | None, str | None]:
+    """The domain's attention-based and recurrent black-box learners (the first registered of
+    each; None where it has none)."""
+    models = ev.sequence_models.get(domain, DEFAULT_SEQUENCE_MODELS)
+    registered = [n for names in ev.recipes.get(domain, {}).values() for n in names]
+    attention = next((n for n in registered if models.get(n) == "transformer"), None)
+    recurrent = next((n for n in registered if models.get(n) in RECURRENT), None)
+    return attention, recurrent
 
 
 def claim_6(ev: Evidence) -> dict[str, Any]:
-    """The transformer in-context learner beats the LSTM black-box learner at the same budget."""
+    """The transformer in-context learner beats the recurrent black-box learner (the LSTM; RL^2's
+    GRU in RL) at the same budget."""
     comparisons = []
     for domain in ev.domains:
-        registered = {n for names in ev.recipes.get(domain, {}).values() for n in names}
-        missing = [n for n in (TRANSFORMER, LSTM) if n not in registered]
-        if missing:
+        attention, recurrent = sequence_pair(ev, domain)
+        if attention is None or recurrent is None:
+            missing = [
+                kind
+                for kind, n in (("transformer", attention), ("recurrent (LSTM or GRU)", recurrent))
+                if n is None
+            ]
             comparisons.append(
                 comparison(
                     domain,
@@ -974,47 +995,51 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
                 )
             )
             continue
+        what = f"test: {attention} - {recurrent}"
         for group, rows in primary_rows(ev, domain).items():
             ran = learners_of(rows)
-            if TRANSFORMER not in ran or LSTM not in ran:
+            if attention not in ran or recurrent not in ran:
                 comparisons.append(
                     comparison(
-                        domain, group, "transformer or blackbox did not run", note="not measured"
+                        domain,
+                        group,
+                        f"{attention} or {recurrent} did not run",
+                        note="not measured",
                     )
                 )
                 continue
             costs = {c["learner"]: c for c in ev.costs if c["group"] == group}
             budgets = [
                 (costs.get(n, {}).get("iterations"), costs.get(n, {}).get("meta_batch"))
-                for n in (TRANSFORMER, LSTM)
+                for n in (attention, recurrent)
             ]
             note = (
                 "" if budgets[0] == budgets[1] else f"budgets differ: {budgets[0]} vs {budgets[1]}"
             )
-            a = oriented(row_at(rows, TRANSFORMER, "test"))
-            b = oriented(row_at(rows, LSTM, "test"))
+            a = oriented(row_at(rows, attention, "test"))
+            b = oriented(row_at(rows, recurrent, "test"))
             if a is None or b is None:
-                diverged = TRANSFORMER if a is None else LSTM
+                diverged = attention if a is None else recurrent
                 comparisons.append(
                     comparison(
                         domain,
                         group,
-                        "test: transformer - blackbox",
+                        what,
                         note=f"{diverged} diverged",
-                        verdict=CONTRADICTED if diverged == TRANSFORMER else SUPPORTED,
+                        verdict=CONTRADICTED if diverged == attention else SUPPORTED,
                     )
                 )
                 continue
-            comparisons.append(
-                comparison(domain, group, "test: transformer - blackbox", a, b, note=note)
-            )
+            comparisons.append(comparison(domain, group, what, a, b, note=note))
     return _claim(
         6,
-        "A better sequence model makes a better black-box learner (transformer against LSTM)",
-        "per primary run where both the transformer and the LSTM (blackbox) recipes exist and "
-        "ran: d = test score of transformer - test score of blackbox (higher is better; errors "
-        "negated), at the report's budget (the same for both unless noted). A domain without both "
-        "recipes is not measured. " + CLAIM_RULE,
+        "A better sequence model makes a better black-box learner (transformer against LSTM or GRU)",
+        "per primary run where the domain has an attention-based and a recurrent black-box "
+        "recipe (the recipes' sequence_model: the transformer against the LSTM `blackbox`, or "
+        "against RL^2's GRU `rl2` in RL) and both ran: d = test score of the transformer - test "
+        "score of the recurrent learner (higher is better; errors negated; RL: at the reported "
+        "episode of the trial), at the report's budget (the same for both unless noted). A "
+        "domain without both recipes is not measured. " + CLAIM_RULE,
         comparisons,
     )
 

@@ -307,18 +307,24 @@ def gather(
                              "family": family, "seed": index, **curve}
                         )  # fmt: skip
             splits.setdefault(experiment.domain, []).extend(r["split"] for r in main)
-    recipes = {}
+    recipes, sequence_models = {}, {}
     for name in covered:
         families: dict[str, list[str]] = {}
         for learner, recipe in domains.get(name).recipes.items():
             families.setdefault(recipe.family, []).append(learner)
         recipes[name] = families
+        sequence_models[name] = {
+            learner: recipe.sequence_model
+            for learner, recipe in domains.get(name).recipes.items()
+            if recipe.sequence_model
+        }
     return Evidence(
         rows=rows,
         costs=costs,
         training=training,
         notes=notes,
         recipes=recipes,
+        sequence_models=sequence_models,
         shifts={d: shift_levels(s) for d, s in splits.items()},
         references={d: REFERENCES[d] for d in covered if d in REFERENCES},
         domains=tuple(covered),

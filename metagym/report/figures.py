@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from metagym.plots.common import hide_unused, panel_grid, plt, save_figure
-from metagym.report.claims import Evidence, learners_of, ood_splits, row_at, value
+from metagym.report.claims import (
+    Evidence,
+    learners_of,
+    ood_splits,
+    row_at,
+    sequence_pair,
+    value,
+)
 
 FAMILY_COLOURS = {
     "gradient": "tab:blue",
@@ -242,11 +249,15 @@ def figure_5(claim: dict, ev: Evidence, path: Path) -> Path:
 
 
 def figure_6(claim: dict, ev: Evidence, path: Path) -> Path:
-    """Test score of the transformer and the LSTM black-box learner, where both ran."""
+    """Test score of the transformer and the recurrent black-box learner (LSTM, or RL^2's GRU),
+    where both ran."""
     pairs = []
     for group in ev.groups():
         rows = ev.of(group)
-        found = {n: row_at(rows, n, "test") for n in ("transformer", "blackbox")}
+        names = sequence_pair(ev, rows[0]["domain"]) if rows else (None, None)
+        if None in names:
+            continue
+        found = {n: row_at(rows, n, "test") for n in names}
         if all(value(r) is not None for r in found.values()):
             pairs.append((group, found))
     if not pairs:
@@ -263,7 +274,7 @@ def figure_6(claim: dict, ev: Evidence, path: Path) -> Path:
             capsize=3,
         )
         ax.set_title(group, fontsize=9)
-        ax.set_ylabel(f"test {found['blackbox']['metric']}")
+        ax.set_ylabel(f"test {found[names[0]]['metric']}")
     hide_unused(axes, len(pairs))
     fig.tight_layout()
     return save_figure(fig, path)

@@ -132,6 +132,7 @@ def _omniglot(profile: str, **settings: Any) -> Experiment:
 
 
 def _rl(profile: str, **settings: Any) -> Experiment:
+    leave_out = settings.pop("leave_out", ())
     return Experiment(
         name="rl-navigation",
         domain="rl",
@@ -139,6 +140,7 @@ def _rl(profile: str, **settings: Any) -> Experiment:
         overrides={"env": "metagym/Navigation2D-v0", "eval_splits": ("test", "ood"), **settings},
         families=("gradient", "black-box"),
         baselines=("random", "oracle"),
+        leave_out=leave_out,
     )
 
 
@@ -156,6 +158,7 @@ def _metaworld(profile: str, **settings: Any) -> Experiment:
         },
         families=("gradient", "black-box"),
         baselines=("random", "oracle"),
+        leave_out=("transformer",) if profile != "tiny" else (),
         report_domain="metaworld",
     )
 
@@ -214,6 +217,9 @@ def quick_plan() -> list[Experiment]:
         ),
         _rl(
             "quick",
+            # RL^2's transformer acts by recomputing its whole window at every step (no key-value
+            # cache yet): far over this budget's time on 2 cores; named in the report as left out.
+            leave_out=("transformer",),
             iterations=15,
             # RL^2 adapts within a trial after about 50 iterations (docs/results/rl.md).
             rl2_iterations=60,

@@ -29,11 +29,11 @@ from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
 from metagym.seeding import isolated_rng
 from metagym.tasks.trials import TrialTaskDistribution, trial_episode_returns
 
-__all__ = ["RL2", "RecurrentActorCritic", "RecurrentPolicy"]
+__all__ = ["RL2", "ActorCriticHeads", "RecurrentActorCritic", "RecurrentPolicy"]
 
 
-class RecurrentActorCritic(nn.Module):
-    """A GRU over trial observations with a policy head and a value head.
+class ActorCriticHeads(nn.Module):
+    """What RL^2's actor-critics share: the input scaling and the policy and value heads.
 
     Input per step: the :class:`~metagym.tasks.trials.RL2TrialWrapper` vector ``[observation,
     previous action, previous reward, done flag]``, ``D`` floats. Box actions with finite bounds
@@ -42,16 +42,12 @@ class RecurrentActorCritic(nn.Module):
     box whatever its scale; the previous action is fed back in the same units (divided by
     ``half_range``). Discrete actions are categorical.
 
-    Args:
-        input_dim: ``D``.
-        action_space: the inner environment's action space (Box or Discrete).
-        hidden: width of the encoder and of the GRU's state ``H``.
-        init_std: initial standard deviation of Box actions, in units of the half range.
+    A subclass calls ``super().__init__(input_dim, action_space)``, builds its body, then
+    :meth:`add_heads` (in this order: the GRU's initialization is drawn as it was before this
+    class existed), and maps features ``(T, N, H)`` to outputs with :meth:`heads`.
     """
 
-    def __init__(
-        self, input_dim: int, action_space: spaces.Space, hidden: int = 128, init_std: float = 0.5
-    ):
+    def __init__(self, input_dim: int, action_space: spaces.Space):
         super().__init__()
         if isinstance(action_space, spaces.Discrete):
             self.discrete, act_dim = True, int(action_space.n)
@@ -73,13 +69,45 @@ class RecurrentActorCritic(nn.Module):
         if not self.discrete:
             scale[input_dim - 2 - act_dim : input_dim - 2] = 1 / self.half_range
         self.register_buffer("input_scale", scale)
-        self.encoder = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh())
-        self.gru = nn.GRU(hidden, hidden)
-        self.policy_head = nn.Linear(hidden, act_dim)
+
+    def add_heads(self, hidden: int, init_std: float) -> None:
+        """The policy head, the value head and the log standard deviation over ``H`` features."""
+        self.policy_head = nn.Linear(hidden, self.act_dim)
         self.value_head = nn.Linear(hidden, 1)
         nn.init.orthogonal_(self.policy_head.weight, 0.01)
         nn.init.zeros_(self.policy_head.bias)
-        self.log_std = nn.Parameter(torch.full((act_dim,), float(np.log(init_std))))
+        self.log_std = nn.Parameter(torch.full((self.act_dim,), float(np.log(init_std))))
+
+    def heads(self, features: Tensor) -> tuple[Distribution, Tensor]:
+        """Features ``(T, N, H)`` -> the action distribution (batch shape ``(T, N)``) and the
+        values ``(T, N)``."""
+        head = self.policy_head(features)
+        values = self.value_head(features).squeeze(-1)
+        if self.discrete:
+            return Categorical(logits=head), values
+        mean = self.center + self.half_range * torch.tanh(head) if self.squash else head
+        std = (self.log_std.exp() * self.half_range).expand_as(mean)
+        return Independent(Normal(mean, std), 1), values
+
+
+class RecurrentActorCritic(ActorCriticHeads):
+    """A GRU over trial observations with a policy head and a value head
+    (:class:`ActorCriticHeads`).
+
+    Args:
+        input_dim: ``D``.
+        action_space: the inner environment's action space (Box or Discrete).
+        hidden: width of the encoder and of the GRU's state ``H``.
+        init_std: initial standard deviation of Box actions, in units of the half range.
+    """
+
+    def __init__(
+        self, input_dim: int, action_space: spaces.Space, hidden: int = 128, init_std: float = 0.5
+    ):
+        super().__init__(input_dim, action_space)
+        self.encoder = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh())
+        self.gru = nn.GRU(hidden, hidden)
+        self.add_heads(hidden, init_std)
         self.hidden_size = hidden
 
     def initial_state(self, n: int) -> Tensor:
@@ -98,23 +126,19 @@ class RecurrentActorCritic(nn.Module):
             after the last step ``(1, N, H)``.
         """
         features, state = self.gru(self.encoder(inputs * self.input_scale), state)
-        head = self.policy_head(features)
-        values = self.value_head(features).squeeze(-1)
-        if self.discrete:
-            return Categorical(logits=head), values, state
-        mean = self.center + self.half_range * torch.tanh(head) if self.squash else head
-        std = (self.log_std.exp() * self.half_range).expand_as(mean)
-        return Independent(Normal(mean, std), 1), values, state
+        distribution, values = self.heads(features)
+        return distribution, values, state
 
 
 class RecurrentPolicy:
-    """A sampler policy around a :class:`RecurrentActorCritic`: the memory persists between
+    """A sampler policy around an actor-critic with memory (:class:`RecurrentActorCritic`,
+    :class:`~metagym.rl.transformer_policy.TransformerActorCritic`): the memory persists between
     calls and is reset for the rows the sampler marks (at the start of each trial).
 
     ``episode``: which episode of the trial a score reads (None: the whole trial).
     """
 
-    def __init__(self, net: RecurrentActorCritic, episode: int | None = None):
+    def __init__(self, net: ActorCriticHeads, episode: int | None = None):
         self.net = net
         self.episode = episode
         self.state: Tensor | None = None
@@ -156,7 +180,8 @@ def trial_batch(episodes: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
 
 
 class RL2(Learner):
-    """RL^2: a GRU policy trained by PPO over whole trials (back-propagation through the trial).
+    """RL^2: a GRU (or transformer) policy trained by PPO over whole trials (back-propagation
+    through the trial).
 
     Each meta-training step collects about ``steps_per_iteration`` environment steps as whole
     trials of the meta-batch's tasks (the same number of trials of each task) with the current
@@ -175,7 +200,14 @@ class RL2(Learner):
             meta-training step's trials (one per task).
         per_episode: report per-episode returns (``steps`` = episodes before) instead of totals.
         seed: seed of the initialization and of the trials' sampling.
-        hidden: GRU width.
+        hidden: GRU width (transformer: model width).
+        policy: ``"gru"`` (:class:`RecurrentActorCritic`) or ``"transformer"``
+            (:class:`~metagym.rl.transformer_policy.TransformerActorCritic`, causal attention
+            over the trial's steps).
+        layers, heads: the transformer's layers and attention heads (ignored by the GRU).
+        context: the transformer's window in steps (None: the episodes per trial times the step
+            limit, one whole trial; a trial without a step limit needs it).
+        name: the learner's name in results.
         learning_rate, epochs, minibatches, clip, gamma, gae_lambda, ent_coef, vf_coef,
             max_grad_norm: PPO's settings.
     """
@@ -199,8 +231,16 @@ class RL2(Learner):
         ent_coef: float = 0.0,
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
+        policy: str = "gru",
+        layers: int = 2,
+        heads: int = 4,
+        context: int | None = None,
+        name: str = "rl2",
     ):
         super().__init__()
+        if policy not in ("gru", "transformer"):
+            raise ValueError(f"policy must be 'gru' or 'transformer', got {policy!r}")
+        self.name = name
         if steps_per_iteration < 1:
             raise ValueError(f"steps_per_iteration must be >= 1, got {steps_per_iteration}")
         self.distribution = distribution
@@ -229,8 +269,28 @@ class RL2(Learner):
         length = distribution.episodes_per_trial * limit if limit else 0  # 0: not measured yet
         self.register_buffer("trial_length", torch.tensor(float(length)))
         input_dim = int(np.prod(self.sampler.observation_space.shape))
-        with isolated_rng(seed):
-            self.net = RecurrentActorCritic(input_dim, self.sampler.action_space, hidden)
+        space = self.sampler.action_space
+        #: The transformer's settings, written into the config ({} for the GRU, whose config and
+        #: checkpoints are those from before the transformer existed).
+        self.network: dict[str, Any] = {}
+        if policy == "transformer":
+            from metagym.rl.transformer_policy import TransformerActorCritic
+
+            if context is None and not length:
+                raise ValueError(
+                    f"the transformer policy needs a context window of at least one trial: "
+                    f"{distribution.name} has no step limit, so pass context= (steps) or give "
+                    "the environment a step limit (max_episode_steps)"
+                )
+            context = context or int(length)
+            self.network = {"policy": policy, "layers": layers, "heads": heads, "context": context}
+            with isolated_rng(seed):
+                self.net = TransformerActorCritic(
+                    input_dim, space, hidden, layers=layers, heads=heads, context=context
+                )
+        else:
+            with isolated_rng(seed):
+                self.net = RecurrentActorCritic(input_dim, space, hidden)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
 
     def config(self) -> dict[str, Any]:
@@ -240,6 +300,7 @@ class RL2(Learner):
             "per_episode": self.uses_steps,
             "episodes_per_trial": self.distribution.episodes_per_trial,
             "ppo": self.settings,
+            **({"network": self.network} if self.network else {}),
         }
 
     def trials_per_task(self, n_tasks: int) -> int:
