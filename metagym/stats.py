@@ -140,6 +140,7 @@ class Estimate:
     terms: Mapping[Hashable, tuple[float, ...]] = field(compare=False)
     df: Mapping[Hashable, int] = field(compare=False)
     unpaired: float
+    floors: Mapping[Hashable, tuple[float, ...]] = field(default_factory=dict, compare=False)
 
     #: numpy defers to this class's operators (``np.float64(2) * e`` is an Estimate).
     __array_ufunc__ = None
@@ -150,6 +151,8 @@ class Estimate:
         object.__setattr__(self, "terms", _frozen(terms))
         object.__setattr__(self, "df", _frozen({k: int(v) for k, v in self.df.items()}))
         object.__setattr__(self, "unpaired", float(self.unpaired))
+        floors = {k: tuple(float(v) for v in vs) for k, vs in self.floors.items()}
+        object.__setattr__(self, "floors", _frozen(floors))
         stray = [k for k in self.df if k not in self.terms]
         if stray:
             raise ValueError(f"degrees of freedom for keys without terms: {stray}")
@@ -158,19 +161,30 @@ class Estimate:
 
     @classmethod
     def of_units(
-        cls, values: Sequence[float], key: Hashable, *, seed_level: bool = False
+        cls,
+        values: Sequence[float],
+        key: Hashable,
+        *,
+        seed_level: bool = False,
+        within: Mapping[Hashable, Sequence[float]] | None = None,
     ) -> Estimate:
         """The mean of per-unit ``values`` (n >= 1, one per task or per seed) under ``key``.
 
         ``seed_level``: the units are seeds, the interval is Student-t with ``n - 1`` degrees of
-        freedom (one seed: an infinite half-width).
+        freedom (one seed: an infinite half-width). ``within``: per seed, a key of its tasks and
+        their scores (the seed's value is their mean): the variance across seeds is then never
+        taken below what the tasks alone give (:meth:`variance`).
         """
         x = np.asarray(values, dtype=float).ravel()
         if x.size == 0:
             raise ValueError(f"an estimate needs at least one unit, got none for {key!r}")
         mean = float(x.mean())
         df = {key: x.size - 1} if seed_level else {}
-        est = cls(mean, {key: tuple((x - mean).tolist())}, df, 0.0)
+        floors = {}
+        for sub, scores in (within or {}).items():  # seed i's tasks: its share of the mean
+            y = np.asarray(scores, dtype=float).ravel()
+            floors[(key, sub)] = tuple(((y - y.mean()) / x.size).tolist())
+        est = cls(mean, {key: tuple((x - mean).tolist())}, df, 0.0, floors)
         return replace(est, unpaired=est.half_width())
 
     @classmethod
@@ -211,14 +225,16 @@ class Estimate:
         for key, d in other.df.items():
             df[key] = min(d, df.get(key, d))
         unpaired = math.hypot(self.unpaired, other.unpaired)
-        return Estimate(self.mean + sign * other.mean, terms, df, unpaired)
+        floors = _added(self.floors, other.floors, sign)
+        return Estimate(self.mean + sign * other.mean, terms, df, unpaired, floors)
 
     def _shift(self, c: float) -> Estimate:
-        return Estimate(self.mean + c, self.terms, self.df, self.unpaired)
+        return Estimate(self.mean + c, self.terms, self.df, self.unpaired, self.floors)
 
     def _scale(self, c: float) -> Estimate:
         terms = {k: tuple(c * v for v in vs) for k, vs in self.terms.items()}
-        return Estimate(self.mean * c, terms, self.df, abs(c) * self.unpaired)
+        floors = {k: tuple(c * v for v in vs) for k, vs in self.floors.items()}
+        return Estimate(self.mean * c, terms, self.df, abs(c) * self.unpaired, floors)
 
     def __add__(self, other: Estimate | float) -> Estimate:
         if isinstance(other, Estimate):
@@ -260,13 +276,18 @@ class Estimate:
     # -- reading -----------------------------------------------------------------------------------
 
     def variance(self) -> float:
-        """Variance of ``mean`` (units of mean squared): over keys, ``sum(v^2) / (n (n - 1))``."""
-        total = 0.0
-        for vs in self.terms.values():
-            n = len(vs)
-            if n >= 2:
-                total += math.fsum(v * v for v in vs) / (n * (n - 1))
-        return total
+        """Variance of ``mean`` (units of mean squared): over keys, ``sum(v^2) / (n (n - 1))``.
+
+        A seed-level key with ``floors`` (its seeds' tasks, :meth:`of_units` ``within``) counts
+        at least the variance its seeds' tasks give: a seed's value is a mean over tasks, so its
+        variance is at least that mean's task-level variance, and a few seeds can by chance agree
+        (two seeds with the same difference give a zero spread, and a zero-width interval)."""
+        floor: dict[Hashable, float] = {}
+        for (key, _), vs in self.floors.items():
+            floor[key] = floor.get(key, 0.0) + _unit_variance(vs)
+        return math.fsum(
+            max(_unit_variance(vs), floor.get(key, 0.0)) for key, vs in self.terms.items()
+        )
 
     def quantile(self) -> float:
         """The 97.5% multiplier: Student-t with the smallest seed-level df present, else normal.
@@ -291,6 +312,29 @@ class Estimate:
         return {k: len(vs) for k, vs in self.terms.items()}
 
 
+def _unit_variance(vs: Sequence[float]) -> float:
+    """``sum(v^2) / (n (n - 1))``: the variance of a mean of ``n`` units with centred values."""
+    n = len(vs)
+    return math.fsum(v * v for v in vs) / (n * (n - 1)) if n >= 2 else 0.0
+
+
+def _added(
+    a: Mapping[Hashable, tuple[float, ...]], b: Mapping[Hashable, tuple[float, ...]], sign: float
+) -> dict[Hashable, tuple[float, ...]]:
+    """``a + sign * b`` key by key (the same key: the same units, element-wise)."""
+    out = dict(a)
+    for key, vs in b.items():
+        if key in out:
+            if len(out[key]) != len(vs):
+                raise ValueError(
+                    f"estimates under key {key!r} have {len(out[key])} and {len(vs)} units"
+                )
+            out[key] = tuple((np.asarray(out[key]) + sign * np.asarray(vs)).tolist())
+        else:
+            out[key] = tuple(sign * v for v in vs)
+    return out
+
+
 def ratio(num: Estimate, den: Estimate) -> Estimate | None:
     """``num / den`` by the delta method; None when ``|den.mean| < 1e-12``.
 
@@ -302,7 +346,7 @@ def ratio(num: Estimate, den: Estimate) -> Estimate | None:
     r = num.mean / den.mean
     inf = num._scale(1 / den.mean)._combine(den._scale(r / den.mean), -1.0)
     unpaired = math.hypot(num.unpaired, r * den.unpaired) / abs(den.mean)
-    return Estimate(r, inf.terms, inf.df, unpaired)
+    return Estimate(r, inf.terms, inf.df, unpaired, inf.floors)
 
 
 def across_seeds(per_seed_values: Sequence[float], key: Hashable = "seeds") -> Estimate:

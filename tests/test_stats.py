@@ -296,3 +296,31 @@ def test_errors():
         seeds_needed([1.0])
     with pytest.raises(ValueError, match="half-width"):
         Estimate.independent(0.0, -1.0)
+
+
+def test_seeds_that_agree_by_chance_keep_their_tasks_noise():
+    # Two seeds whose per-seed paired differences are both exactly -0.2 (as two Omniglot seeds
+    # gave): the spread across seeds is 0, but each seed's difference is a mean over 40 tasks.
+    rng = np.random.default_rng(11)
+    a = [rng.normal(0.4, 0.3, 40) for _ in range(2)]
+    b = [x - 0.2 - (d := rng.normal(0, 0.2, 40)) + d.mean() for x in a]  # mean difference 0.2
+    key = ("seeds", "run")
+
+    def seeded(scores, learner):
+        within = {("tasks", learner and "shared", s): v for s, v in enumerate(scores)}
+        return Estimate.of_units([float(np.mean(v)) for v in scores], key, seed_level=True,
+                                 within=within)  # fmt: skip
+
+    d = seeded(b, "x") - seeded(a, "x")
+    assert d.mean == pytest.approx(-0.2)
+    task_var = sum(np.var(y - x, ddof=1) / 40 for x, y in zip(a, b, strict=True)) / 4
+    assert d.half_width() == pytest.approx(t_quantile(0.975, 1) * math.sqrt(task_var))
+    bare = Estimate.of_units([float(np.mean(v)) for v in b], key, seed_level=True) - (
+        Estimate.of_units([float(np.mean(v)) for v in a], key, seed_level=True)
+    )
+    assert bare.half_width() < 1e-9  # without the floor: a zero-width interval
+    # the floor never narrows an interval: seeds that disagree keep their spread
+    spread = Estimate.of_units([0.0, 1.0], key, seed_level=True, within={"t": [0.1, 0.2, 0.3]})
+    assert spread.half_width() == pytest.approx(
+        Estimate.of_units([0.0, 1.0], key, seed_level=True).half_width()
+    )

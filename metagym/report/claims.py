@@ -263,8 +263,12 @@ def value(row: dict[str, Any] | None) -> Estimate | None:
     if row is None or row.get("diverged") or row.get("mean") is None:
         return None
     if row.get("units"):
+        within = {key: scores for key, scores in row.get("within") or ()}
         return Estimate.of_units(
-            row["units"], tuple(row["unit_key"]), seed_level=bool(row.get("seed_level"))
+            row["units"],
+            tuple(row["unit_key"]),
+            seed_level=bool(row.get("seed_level")),
+            within=within,
         )
     return Estimate.independent(
         float(row["mean"]), float(row.get("ci95") or 0.0), key=row_identity(row)

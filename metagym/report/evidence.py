@@ -208,6 +208,27 @@ def task_units(
     return tasks, values
 
 
+def seed_tasks(
+    row: dict[str, Any],
+    group: str,
+    seeds: Sequence[Any],
+    per_seed: Sequence[dict[str, dict[tuple, list[dict]]]],
+) -> list | None:
+    """Per seed, the key and scores of the tasks behind an aggregated ``row`` (its seed means),
+    as ``[(task key, scores), ...]``: the floor of its variance across seeds
+    (:meth:`metagym.stats.Estimate.variance`); None when a seed has no matching records."""
+    n = row["n_tasks"] // len(per_seed)
+    tg = None if row.get("group") in (None, "all") else row.get("group")
+    out = []
+    for seed, records, mean in zip(seeds, per_seed, row["seed_means"], strict=True):
+        found = task_units(records.get(row["learner"], {}), {**row, "mean": mean, "n_tasks": n})
+        if found is None:
+            return None
+        tasks, values = found
+        out.append((task_key(group, seed, row["split"], tg, tasks), values))
+    return out
+
+
 def with_units(
     rows: Sequence[dict[str, Any]],
     group: str,
@@ -220,9 +241,12 @@ def with_units(
     measured rows got none (no or mismatched per-task scores)."""
     out, missing = [], []
     if len(folders) > 1:
+        per_seed = [{n: _index(r) for n, r in learner_scores(f, filename).items()} for f in folders]
         for row in rows:
             units = row.get("seed_means") if not row.get("diverged") else None
             extra = {"units": units, "unit_key": seed_key(group), "seed_level": True}
+            if units:
+                extra["within"] = seed_tasks(row, group, seeds, per_seed)
             out.append({**row, "task_group": row.get("group"), **(extra if units else {})})
         return out, missing
     records = {n: _index(r) for n, r in learner_scores(folders[0], filename).items()}
