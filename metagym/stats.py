@@ -184,8 +184,9 @@ class Estimate:
         for sub, scores in (within or {}).items():  # seed i's tasks: its share of the mean
             y = np.asarray(scores, dtype=float).ravel()
             floors[(key, sub)] = tuple(((y - y.mean()) / x.size).tolist())
-        est = cls(mean, {key: tuple((x - mean).tolist())}, df, 0.0, floors)
-        return replace(est, unpaired=est.half_width())
+        bare = cls(mean, {key: tuple((x - mean).tolist())}, df, 0.0)
+        # ``unpaired`` is the old rule: the row's own interval, across seeds without the floor.
+        return replace(bare, unpaired=bare.half_width(), floors=floors)
 
     @classmethod
     def constant(cls, x: float) -> Estimate:
