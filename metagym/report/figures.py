@@ -24,6 +24,22 @@ FAMILY_COLOURS = {
 VERDICT_COLOURS = {"supported": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#9e9e9e"}
 
 
+def _label_panel(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """A panel's title, axis labels, grid and legend."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+
+
+def _finish(fig, axes, n_panels: int, path: Path) -> Path:
+    """Blank the unused panels, lay the figure out and save it to ``path``."""
+    hide_unused(axes, n_panels)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def _label(row: dict[str, Any]) -> str:
     return {"mse": "query MSE", "accuracy": "accuracy", "return": "return"}.get(
         row["metric"], row["metric"]
@@ -117,14 +133,13 @@ def figure_2(claim: dict, ev: Evidence, path: Path) -> Path:
         ax.set_xticks(levels, ["test" if v == 0 else str(v) for v in levels])
         ax.axhline(0, color="k", lw=0.6)
         ax.axhline(1, color="k", lw=0.6, ls=":")
-        ax.set_title(f"{group}: {kind}", fontsize=9)
-        ax.set_xlabel("shift level (mild to strong)")
-        ax.set_ylabel("normalized score (0 trivial, 1 oracle)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    hide_unused(axes, len(keys))
-    fig.tight_layout()
-    return save_figure(fig, path)
+        _label_panel(
+            ax,
+            f"{group}: {kind}",
+            "shift level (mild to strong)",
+            "normalized score (0 trivial, 1 oracle)",
+        )
+    return _finish(fig, axes, len(keys), path)
 
 
 def figure_3(claim: dict, ev: Evidence, path: Path) -> Path:
@@ -308,14 +323,13 @@ def figure_compute(section: dict, ev: Evidence, path: Path) -> Path:
                 ax.axvline(p["seconds"][0], color="k", ls=":", lw=0.8)
         if all(v > 0 for c in ev.training if c["group"] == group for v in c["loss"]):
             ax.set_yscale("log")
-        ax.set_title(f"{group}: training query loss", fontsize=9)
-        ax.set_xlabel("meta-training seconds")
-        ax.set_ylabel("query loss (training meta-batches)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    hide_unused(axes, len(groups))
-    fig.tight_layout()
-    return save_figure(fig, path)
+        _label_panel(
+            ax,
+            f"{group}: training query loss",
+            "meta-training seconds",
+            "query loss (training meta-batches)",
+        )
+    return _finish(fig, axes, len(groups), path)
 
 
 FIGURES = (figure_1, figure_2, figure_3, figure_4, figure_5, figure_6)
