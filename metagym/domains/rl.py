@@ -82,6 +82,14 @@ class RLProfile(Profile):
     """RL^2 trial length (none: 10 when bandit algorithms run, else 2)"""
     trial_total: bool = False
     """score trial learners by the trial's total return (automatic with ucb1/thompson)"""
+    pearl_iterations: int = setting(500, low=1, high=1_000_000)
+    """PEARL meta-training steps (each collects pearl_tasks new tasks, then pearl_updates SAC steps)"""
+    pearl_tasks: int = setting(2, low=1, high=10_000)
+    """new tasks PEARL collects per meta-training step (PEARL: 5)"""
+    pearl_updates: int = setting(200, low=1, high=1_000_000)
+    """PEARL's gradient steps per meta-training step"""
+    pearl_episodes: tuple[int, ...] = setting((0, 1, 2), low=0, high=100)
+    """episodes of context PEARL collects before the scored episodes (0: z from the prior)"""
     fine_tune_batches: tuple[int, ...] = setting((0, 1, 2), low=0, high=10_000)
     """PPO fine-tuning budgets in units of one inner batch (fast_batch episodes)"""
     eval_tasks: int = setting(40, low=1, high=100_000)
@@ -183,6 +191,10 @@ PROFILES = {
         ppo_n_steps=32,
         rl2_iterations=1,
         rl2_steps_per_iteration=64,
+        pearl_iterations=2,
+        pearl_tasks=2,
+        pearl_updates=2,
+        pearl_episodes=(0, 1),
         fine_tune_batches=(0, 1),
         eval_tasks=2,
         eval_episodes=2,
@@ -203,6 +215,10 @@ PROFILES = {
         ppo_n_steps=20,
         rl2_iterations=1,
         rl2_steps_per_iteration=40,
+        pearl_iterations=1,
+        pearl_tasks=2,
+        pearl_updates=2,
+        pearl_episodes=(0, 1),
         eval_tasks=10,
         eval_splits=("train", "test", "ood"),
         policy_hidden=(32, 32),
@@ -356,6 +372,24 @@ def _check_step_limit(context: Context) -> None:
         )
 
 
+def _pearl(context: Context) -> Learner:
+    from metagym.rl.pearl import PEARL
+
+    return PEARL(
+        context.distribution(),
+        updates_per_iteration=context.profile.pearl_updates,
+        seed=context.seed,
+    )
+
+
+def _check_box_actions(context: Context) -> None:
+    from gymnasium import spaces
+
+    space = context.distribution().action_space
+    if not isinstance(space, spaces.Box):
+        raise ValueError(f"pearl needs a continuous (Box) action space, got {space}")
+
+
 def _ppo(mode: str):
     def build(context: Context) -> Learner:
         from metagym.rl.sb3_learners import PPOBaseline
@@ -465,6 +499,18 @@ def _recipes() -> dict[str, LearnerRecipe]:
             summary="RL^2 with a causal transformer over the trial's steps instead of the GRU",
             sequence_model="transformer",
             **rl2,
+        ),
+        LearnerRecipe(
+            "pearl",
+            "black-box",
+            _pearl,
+            iterations=lambda c: c.profile.pearl_iterations,
+            meta_batch=lambda c: c.profile.pearl_tasks,
+            eval_steps=lambda c: c.profile.pearl_episodes,
+            report_steps=1,
+            cost=9,
+            check=_check_box_actions,
+            summary="PEARL: SAC with a probabilistic context encoder, adapts by inferring the task",
         ),
         LearnerRecipe(
             "pretrain",

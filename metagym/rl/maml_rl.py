@@ -33,6 +33,7 @@ from metagym.learners.maml import MAML, adapted_model
 from metagym.rl.policies import detach_distribution
 from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
 from metagym.rl.sampler import Episodes, EpisodeSampler
+from metagym.rl.step_count import StepCount
 from metagym.rl.trpo import flat, local_mean, trpo_step
 from metagym.rl.value_baseline import LinearFeatureBaseline
 
@@ -88,7 +89,7 @@ def policy_gradient_loss(
     return -masked_mean(logp * advantages.detach(), mask)
 
 
-class MAMLRL(MAML):
+class MAMLRL(StepCount, MAML):
     """MAML-RL: a meta-learned policy initialization adapted by policy-gradient steps.
 
     Tasks are :class:`metagym.tasks.gym.RLTask`; predictors are policies (observations ->
@@ -146,6 +147,13 @@ class MAMLRL(MAML):
         self.name = name
         self.scored_on = "episode"
         self.mean_over_processes: Callable[[Tensor], Tensor] = local_mean
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {**super().checkpoint_state(), **self.step_state()}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        super().load_checkpoint_state(state)
+        self.load_step_state(state)
 
     def env_steps(self, steps: int | None) -> int:
         """Each inner step collects ``fast_batch`` episodes of the step limit."""
@@ -251,6 +259,8 @@ class MAMLRL(MAML):
                 fmodel = adaptation.model
             weights.append(adaptation.snapshots[self.train_steps])
         queries = [self._collect_adapted(fmodel, w, t) for w, t in zip(weights, tasks, strict=True)]
+        for episodes in [*(e for cache in caches for e in cache), *queries]:
+            self.count(episodes)
         query_adv = [advantages(q, self.gamma, self.gae_lambda)[0] for q in queries]
         obs, acts, mask = [], [], []
         for query in queries:
@@ -306,6 +316,8 @@ class MAMLRL(MAML):
             "losses/surrogate_after": stats.loss_after,
             "trpo/kl": stats.kl,
             "trpo/step_fraction": stats.step_fraction,
+            # Under torchrun each process sees its share: the total is this process's count.
+            **(self.step_metrics() if self.mean_over_processes is local_mean else {}),
         }
 
     def _fisher_vector(self, parameters, fast, fmodel, obs, old, mask):

@@ -26,6 +26,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from metagym.learners.base import Learner, Predictor
 from metagym.rl.returns import discounted_returns, gae, masked_mean, normalize
+from metagym.rl.step_count import StepCount
 from metagym.seeding import isolated_rng
 from metagym.tasks.trials import TrialTaskDistribution, trial_episode_returns
 
@@ -179,7 +180,7 @@ def trial_batch(episodes: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     )
 
 
-class RL2(Learner):
+class RL2(StepCount, Learner):
     """RL^2: a GRU (or transformer) policy trained by PPO over whole trials (back-propagation
     through the trial).
 
@@ -322,8 +323,10 @@ class RL2(Learner):
         self.iteration += 1
         seed = (self.seed_value * 1_000_003 + self.iteration) % (2**31 - 1)
         episodes = self.collect(tasks, seed)
+        self.count(episodes)
         metrics = self.ppo_update(episodes, torch.Generator().manual_seed(seed))
         metrics["charts/trial_return"] = float(episodes.returns().mean())
+        metrics.update(self.step_metrics())
         n = self.distribution.episodes_per_trial
         if self.uses_steps and n > 1:  # learning curves of each episode of the training trials
             per_episode = trial_episode_returns(
@@ -391,8 +394,9 @@ class RL2(Learner):
         return RecurrentPolicy(self.net, episode=steps if self.uses_steps else None)
 
     def checkpoint_state(self) -> dict[str, Any]:
-        return {**super().checkpoint_state(), "iteration": self.iteration}
+        return {**super().checkpoint_state(), "iteration": self.iteration, **self.step_state()}
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         super().load_checkpoint_state(state)
         self.iteration = int(state.get("iteration", 0))
+        self.load_step_state(state)

@@ -1,5 +1,6 @@
 """metagym run rl end to end at a tiny size, on an environment defined here (not registered)."""
 
+import csv
 import json
 import sys
 import textwrap
@@ -67,17 +68,25 @@ def _run(args):
 def test_run_end_to_end_on_a_custom_env(tmp_path, toy_module):
     out = tmp_path / "run"
     args = ["--env", toy_module, "--profile", "tiny", "--out", str(out), "--no-progress"]
-    results = _run([*args, "--learners", "maml,pretrain-pg,pretrain,scratch,oracle,random,rl2"])
+    learners = "maml,pretrain-pg,pretrain,scratch,oracle,random,rl2,pearl"
+    results = _run([*args, "--learners", learners])
     rows = results["rows"]
     assert {r["split"] for r in rows} == {"test", "ood-far"}
-    learners = {r["learner"] for r in rows}
-    assert learners == {"maml", "pretrain-pg", "pretrain", "scratch", "oracle", "random", "rl2"}
+    assert {r["learner"] for r in rows} == set(learners.split(","))
+    assert {r["steps"] for r in rows if r["learner"] == "pearl"} == {0, 1}  # context episodes
     assert {r["steps"] for r in rows if r["learner"] == "maml"} == {0, 1}
     assert {r["steps"] for r in rows if r["learner"] == "rl2"} == {0, 1}  # episodes before
     assert {r["steps"] for r in rows if r["learner"] == "scratch"} == {0, 4 * 10}
     # env_steps: maml 4 episodes of 10 steps per inner step; rl2 one earlier episode.
     env_steps = {(r["learner"], r["steps"]): r["env_steps"] for r in rows}
     assert env_steps[("maml", 1)] == 40 and env_steps[("rl2", 1)] == 10
+    assert env_steps[("pearl", 1)] == 10
+    # Meta-training's environment steps, for return against samples: 2 tasks x 2 iterations x
+    # (4 support + 4 query episodes) x 10 steps for maml; 2 x 2 x (1 + 1) episodes x 10 for pearl.
+    for learner, total in (("maml", 320), ("pearl", 80)):
+        with open(out / "runs" / learner / "metrics.csv") as f:
+            last = list(csv.DictReader(f))[-1]
+        assert float(last["charts/env_steps"]) == total, learner
     assert env_steps[("scratch", 40)] == 40 and env_steps[("oracle", None)] == 0
     assert {r["scored_on"] for r in rows} == {"episode"}
     assert all(r["mean"] is not None and r["metric"] == "return" for r in rows)
