@@ -287,16 +287,27 @@ def training_seconds(metrics_csv: Path) -> dict[int, float]:
     return seconds
 
 
-def curve_points(records: Sequence[dict[str, Any]], seconds: dict[int, float]) -> list[dict]:
+def curve_points(
+    records: Sequence[dict[str, Any]],
+    seconds: dict[int, float],
+    env_steps: dict[int, int | None] | None = None,
+) -> list[dict]:
     """Per iteration, split and step count: the mean score with its interval, and for step
-    counts above 0 the paired gain over 0 steps (per-task differences)."""
+    counts above 0 the paired gain over 0 steps (per-task differences). ``env_steps``:
+    iteration -> the environment steps of meta-training behind the checkpoint (RL)."""
     from metagym.scores import confidence_interval
 
+    env_steps = env_steps or {}
     points = []
     for iteration in sorted({r["iteration"] for r in records}):
         mine = [r for r in records if r["iteration"] == iteration]
         for row in summarize(mine):
-            point = {"iteration": iteration, "seconds": seconds.get(iteration), **row}
+            point = {
+                "iteration": iteration,
+                "seconds": seconds.get(iteration),
+                "train_env_steps": env_steps.get(iteration),
+                **row,
+            }
             s, split, metric = row["steps"], row["split"], row["metric"]
             if s and not row["diverged"] and "group" not in row:
                 before = task_scores(mine, split, 0, metric)
@@ -319,10 +330,12 @@ def rescore_checkpoints(p: Plan, options: RescoreOptions) -> dict[str, Any]:
     path = run_dir / CHECKPOINT_SCORES
     records = read_scores(path) if path.is_file() else []
     check = {"added": 0, "checked": 0, "identical": 0, "max_abs_difference": 0.0}
+    env_steps: dict[int, int | None] = {}
     for kept in sorted((run_dir / "checkpoints").glob("iter-*.pt")):
         state = load_checkpoint(kept, map_location=p.context.device)
         learner.load_checkpoint_state(state["learner"])
         iteration = int(state["iteration"])
+        env_steps[iteration] = state["learner"].get("env_steps")
         records, step = merge_scores(records, _score(p, name, learner, options, iteration))
         for k in ("added", "checked", "identical"):
             check[k] += step[k]
@@ -332,13 +345,16 @@ def rescore_checkpoints(p: Plan, options: RescoreOptions) -> dict[str, Any]:
     write_scores(path, records)
     curve = {
         "learner": name,
-        "points": curve_points(records, training_seconds(run_dir / "metrics.csv")),
+        "family": p.context.recipe(name).family,
+        "report_steps": p.context.recipe(name).get("report_steps", p.context),
+        "points": curve_points(records, training_seconds(run_dir / "metrics.csv"), env_steps),
         "check": check,
     }
     write_json_atomic(curve, run_dir / "curve.json")
-    from metagym.plots.curve import plot_curve
+    from metagym.plots.curve import plot_curve, plot_sample_efficiency
 
     plot_curve(curve, run_dir / "curve.png")
+    plot_sample_efficiency(p.folder)
     return curve
 
 

@@ -175,6 +175,7 @@ PROFILES = {
         meta_batch=10,
         inner_lr=0.5,
         maml_steps=(0, 1),
+        pearl_iterations=500,
         log_every=1,
         checkpoint_every=25,
         default_learners=("maml", "random"),

@@ -153,7 +153,8 @@ class PEARL(StepCount, Learner):
         encoder_hidden: hidden widths of the context encoder (PEARL: three of 200).
         task_slots: tasks held in the replay pool (the most recent ones).
         replay_capacity, context_capacity: transitions held per task in its replay and its
-            context buffer.
+            context buffer (None: what one meta-training step collects for a task, the
+            episodes times the step limit, 1,000 steps per episode without a limit).
         prior_episodes, posterior_episodes: episodes collected per new task with ``z`` from the
             prior and from the posterior (PEARL: 400 steps of each on HalfCheetahVel).
         updates_per_iteration: gradient steps per meta-training step.
@@ -180,8 +181,8 @@ class PEARL(StepCount, Learner):
         hidden: Sequence[int] = (128, 128),
         encoder_hidden: Sequence[int] = (128, 128, 128),
         task_slots: int = 200,
-        replay_capacity: int = 1_000,
-        context_capacity: int = 400,
+        replay_capacity: int | None = None,
+        context_capacity: int | None = None,
         prior_episodes: int = 1,
         posterior_episodes: int = 1,
         updates_per_iteration: int = 200,
@@ -215,6 +216,9 @@ class PEARL(StepCount, Learner):
         ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be an int >= 1, got {value!r}")
+        episode = self.sampler.time_limit or 1_000
+        replay_capacity = replay_capacity or (prior_episodes + posterior_episodes) * episode
+        context_capacity = context_capacity or prior_episodes * episode
         self.settings = {
             "latent": latent,
             "hidden": list(hidden),

@@ -67,3 +67,7 @@ def test_cheetah_tiny_gain_curve(tmp_path):
     point = curve["points"][3]
     assert point["gain"] == pytest.approx(sum(after[t] - before[t] for t in before) / len(before))
     assert (maml / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    # Meta-training samples behind each checkpoint: 2 tasks x (2 support + 2 query episodes) x
+    # 10 steps per meta-update.
+    assert [p["train_env_steps"] for p in curve["points"]] == [80, 80, 160, 160]
+    assert (run / "sample_efficiency.png").read_bytes()[:4] == b"\x89PNG"
