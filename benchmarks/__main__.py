@@ -6,8 +6,9 @@
 
 For each case the paths run interleaved in the same process (medians of many rounds, so a noisy
 machine slows them alike), and the table gives steps per second, peak memory, the speed-up over
-the per-task loop and how many times the raw compute (one plain forward and backward pass of the
-same net over the same examples, the "floor") each step takes. Cases whose domain is missing are
+the per-task loop, how many times its floor (the plain forward and backward passes a MAML step
+cannot avoid, counted: ``benchmarks/floors.py``) each step takes, its FLOPs and the share of the
+machine's measured peak FLOP/s it reaches. Cases whose domain is missing are
 skipped with a reason; ``benchmarks/bench_sampler.py`` (the RL sampler) is run when present.
 It is a measurement, never a test (``make bench``).
 """
@@ -27,6 +28,7 @@ import traceback
 import torch
 
 from benchmarks.cases import missing_modules, registry
+from benchmarks.floors import case_flops, peak_flops
 from benchmarks.harness import (
     auto_verdict,
     cpu_memory_supported,
@@ -159,6 +161,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"error: unknown cases {unknown}; accepted: {', '.join(cases)}")
     memory_ok = not args.no_memory and (device.type == "cuda" or cpu_memory_supported())
     start = time.perf_counter()
+    peak = peak_flops(device)
+    print(
+        f"- peak: GEMM {peak['gemm_flops_per_s'] / 1e9:.1f} GFLOP/s, "
+        f"conv {peak['conv_flops_per_s'] / 1e9:.1f} GFLOP/s",
+        flush=True,
+    )
     rows: list[dict] = []
     verdicts: list[dict] = []
     skipped: dict[str, str] = {}
@@ -179,7 +187,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     memory[path.name] = measure_peak_memory_here(path, device)
                 else:
                     memory[path.name] = measure_peak_memory_subprocess(name, path.name, child_args)
-        case_rows = summarize(case, times, memory, cpu_time=device.type == "cpu")
+        flops = case_flops(case)
+        case_rows = summarize(
+            case,
+            times,
+            memory,
+            cpu_time=device.type == "cpu",
+            flops=flops,
+            peak_flops_per_s=peak["peak_flops_per_s"],
+        )
         rows += case_rows
         print(f"- {name}: {time.perf_counter() - tick:.0f} s", flush=True)
         print(format_table(case_rows), flush=True)
@@ -200,6 +216,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"  skipped: {reason}", file=sys.stderr)
     info = machine_info(device, args.threads)
     info["wall_s"] = time.perf_counter() - start
+    info |= peak
     print()
     print(
         f"# metagym benchmarks: {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, "

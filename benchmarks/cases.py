@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from benchmarks.floors import pass_floor
 from benchmarks.harness import BenchPath, Case
 from benchmarks.peers import Workload, max_relative_difference, peer_factories
 from metagym.learners import MAML
@@ -143,7 +144,8 @@ def _meta_gradient_paths(
 
 
 def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> BenchPath:
-    """One plain forward and backward pass over all the meta-batch's examples."""
+    """One plain forward and backward pass over all the episodes' examples (a prototypical
+    network's step is exactly that pass)."""
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -188,16 +190,16 @@ def sinusoid_case(
         paths, skipped, extra = _meta_gradient_paths(
             net, workload, batches, device, peers=peers, parity=parity
         )
-    tasks = batches[0]
-    x = torch.cat([torch.cat([t.support.x, t.query.x]) for t in tasks])
-    y = torch.cat([torch.cat([t.support.y, t.query.y]) for t in tasks])
+    floor = pass_floor(
+        net, workload.loss_fn(), batches[0], device, steps=steps, first_order=first_order
+    )
     return Case(
         name=f"sinusoid {label} {steps}-step",
         description=(
             f"sinusoid {label}, MLP 1-40-40-1, meta-batch {SINUSOID_META_BATCH}, K={SINUSOID_SHOTS}, "
             f"{SINUSOID_QUERIES} queries, {steps} inner step(s)"
         ),
-        paths=paths + [_floor(copy.deepcopy(net), x, y, F.mse_loss)],
+        paths=[*paths, floor],
         rounds=rounds,
         block=block,
         skipped=skipped,
@@ -273,9 +275,7 @@ def conv4_maml_case(
     paths, skipped, extra = _meta_gradient_paths(
         net, workload, batches, device, peers=peers, parity=parity, chunks=chunks
     )
-    tasks = batches[0]
-    x = torch.cat([torch.cat([t.support.x, t.query.x]) for t in tasks])
-    y = torch.cat([torch.cat([t.support.y, t.query.y]) for t in tasks])
+    floor = pass_floor(net, workload.loss_fn(), batches[0], device, steps=1, first_order=False)
     label = "conv4" if norm else "conv4-nonorm"
     return Case(
         name=name or f"omniglot {label} maml",
@@ -284,7 +284,7 @@ def conv4_maml_case(
             f"{label} ({hidden} channels{', BatchNorm' if norm else ', BatchNorm removed'}), 1 inner step, "
             f"second order, random 28x28 images{' laid out channels-last' if channels_last else ''}"
         ),
-        paths=paths + [_floor(copy.deepcopy(net), x, y, F.cross_entropy)],
+        paths=[*paths, floor],
         rounds=rounds,
         warmup=1,
         skipped=skipped,

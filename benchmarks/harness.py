@@ -147,10 +147,19 @@ def measure_peak_memory_subprocess(
 
 
 def summarize(
-    case: Case, times: Timings, memory: dict[str, float | None], *, cpu_time: bool = True
+    case: Case,
+    times: Timings,
+    memory: dict[str, float | None],
+    *,
+    cpu_time: bool = True,
+    flops: dict[str, int] | None = None,
+    peak_flops_per_s: float | None = None,
 ) -> list[dict]:
     """One row per path: medians, steps/s, peak memory, speed-up over the loop, and x floor
-    (ratios of wall-clock medians; with ``cpu_time``, also of CPU-time medians)."""
+    (ratios of wall-clock medians; with ``cpu_time``, also of CPU-time medians). With ``flops``
+    (path -> FLOPs of one step) and the device's measured peak FLOP/s, also GFLOP per step and
+    the share of the peak the step reaches (over its CPU-time median on the CPU)."""
+    flops = flops or {}
     wall = {name: statistics.median(values) for name, values in times.wall.items()}
     cpu = {name: statistics.median(values) for name, values in times.cpu.items()}
     loop = next((p.name for p in case.paths if p.kind == "loop"), None)
@@ -175,6 +184,11 @@ def summarize(
             row["median_cpu_ms"] = cpu[path.name] * 1e3
             row["speedup_vs_loop_cpu"] = cpu[loop] / cpu[path.name] if loop else None
             row["x_floor_cpu"] = cpu[path.name] / cpu[floor] if floor else None
+        if path.name in flops:
+            seconds = cpu[path.name] if cpu_time else median
+            row["gflop_per_step"] = flops[path.name] / 1e9
+            if peak_flops_per_s:
+                row["pct_of_peak"] = 100 * flops[path.name] / seconds / peak_flops_per_s
         rows.append({**row, **case.extra})
     for name, reason in case.skipped.items():
         rows.append(
@@ -193,8 +207,8 @@ def format_table(rows: list[dict]) -> str:
     """A Markdown table of the rows (one per case and path)."""
     lines = [
         "| case | path | median ms | steps/s | peak MiB | speed-up vs loop | x floor "
-        "| CPU ms | speed-up (CPU time) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU ms | speed-up (CPU time) | x floor (CPU time) | GFLOP | % of peak |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def number(value, fmt):
@@ -205,14 +219,17 @@ def format_table(rows: list[dict]) -> str:
             note = row["skipped"]
             if not note.startswith(("wrong", "n/a")):
                 note = f"{'skipped' if row.get('kind') == 'peer' else 'refused'}: {note}"
-            lines.append(f"| {row['case']} | {row['path']} | {note} |||||||")
+            lines.append(f"| {row['case']} | {row['path']} | {note} ||||||||||")
             continue
         lines.append(
             f"| {row['case']} | {row['path']} | {number(row.get('median_ms'), '.2f')} "
             f"| {number(row.get('steps_per_s'), '.1f')} | {number(row.get('peak_mem_mib'), '.1f')} "
             f"| {number(row.get('speedup_vs_loop'), '.2f')} | {number(row.get('x_floor'), '.2f')} "
             f"| {number(row.get('median_cpu_ms'), '.2f')} "
-            f"| {number(row.get('speedup_vs_loop_cpu'), '.2f')} |"
+            f"| {number(row.get('speedup_vs_loop_cpu'), '.2f')} "
+            f"| {number(row.get('x_floor_cpu'), '.2f')} "
+            f"| {number(row.get('gflop_per_step'), '.3g')} "
+            f"| {number(row.get('pct_of_peak'), '.2g')} |"
         )
     return "\n".join(lines)
 

@@ -27,7 +27,7 @@ def test_without_the_bench_extra_peers_are_skipped_with_the_reason(monkeypatch):
         "metagym loop",
         "metagym vmap",
         "higher example loop",
-        "floor fwd+bwd",
+        "floor (3 passes)",
     ]
     for peer in ("TorchOpt MetaSGD loop", "TorchOpt vmap recipe", "parallel-metalearn vmap"):
         assert 'pip install -e ".[bench]"' in case.skipped[peer]
