@@ -177,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="redraw a run folder's plots from its files")
     plot.add_argument("out_dir", help="a run folder holding results.json")
+    plot.add_argument(
+        "--beside",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="run folders of the same environment whose checkpoint curves join "
+        "sample_efficiency.png (metagym evaluate RUN --checkpoints first)",
+    )
     plot.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     plot.set_defaults(handler=plot_command)
 
@@ -323,9 +331,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def plot_command(args: argparse.Namespace) -> int:
     from metagym.plots import redraw
+    from metagym.plots.curve import check_same_environment, plot_sample_efficiency
 
+    beside = getattr(args, "beside", [])
+    check_same_environment(Path(args.out_dir), beside)
     for path in redraw(args.out_dir):
         print(path)
+    if beside:
+        path = plot_sample_efficiency(args.out_dir, beside)
+        print(path if path else "no checkpoint curve with environment steps to draw")
     return 0
 
 

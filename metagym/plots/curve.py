@@ -5,6 +5,7 @@ score against the environment steps of its meta-training (``sample_efficiency.pn
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +45,52 @@ def curve_steps(curve: dict[str, Any], points: list[dict[str, Any]]) -> Any:
     return max(numbered) if numbered else None
 
 
-def plot_sample_efficiency(run: str | Path) -> Path | None:
+def _environment(run: Path) -> str | None:
+    if not (run / "run.json").is_file():
+        raise FileNotFoundError(f"no run.json in {run}: give run folders (--out of metagym run)")
+    return json.loads((run / "run.json").read_text()).get("profile", {}).get("env")
+
+
+def check_same_environment(run: Path, beside: Sequence[str | Path]) -> None:
+    """Refuse ``beside`` runs whose environment is not ``run``'s (ValueError)."""
+    if not beside:
+        return
+    mine = _environment(run)
+    for other in map(Path, beside):
+        theirs = _environment(other)
+        if theirs != mine:
+            raise ValueError(f"--beside {other} ran {theirs}, {run} ran {mine}: not one figure")
+
+
+def sample_efficiency_curves(
+    run: Path, beside: Sequence[str | Path] = ()
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(curve, its points with environment steps) per learner of ``run`` and of the ``beside``
+    runs; a learner's points from several runs are pooled into one curve."""
+    check_same_environment(run, beside)
+    by_learner: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for folder in [run, *map(Path, beside)]:
+        for path in sorted(folder.glob("runs/*/curve.json")):
+            curve = json.loads(path.read_text())
+            points = [
+                p
+                for p in curve["points"]
+                if "group" not in p and not p["diverged"] and p.get("train_env_steps") is not None
+            ]
+            if points and curve["learner"] in by_learner:
+                by_learner[curve["learner"]][1].extend(points)
+            elif points:
+                by_learner[curve["learner"]] = (curve, points)
+    return list(by_learner.values())
+
+
+def plot_sample_efficiency(run: str | Path, beside: Sequence[str | Path] = ()) -> Path | None:
     """``RUN/sample_efficiency.png``: for each split, every learner's score (at its
     :func:`curve_steps`) against the environment steps of meta-training behind each kept
-    checkpoint, from the learners' ``curve.json``; None when no curve has environment steps."""
+    checkpoint, from the learners' ``curve.json`` (and those of the ``beside`` runs of the same
+    environment: :func:`sample_efficiency_curves`); None when no curve has environment steps."""
     run = Path(run)
-    curves = []
-    for path in sorted(run.glob("runs/*/curve.json")):
-        curve = json.loads(path.read_text())
-        points = [
-            p
-            for p in curve["points"]
-            if "group" not in p and not p["diverged"] and p.get("train_env_steps") is not None
-        ]
-        if points:
-            curves.append((curve, points))
+    curves = sample_efficiency_curves(run, beside)
     if not curves:
         return None
     splits = list(dict.fromkeys(p["split"] for _, points in curves for p in points))

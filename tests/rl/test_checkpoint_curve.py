@@ -5,6 +5,7 @@ import pytest
 
 from metagym.cli import main
 from metagym.domains.rl import PROFILES
+from metagym.plots.curve import sample_efficiency_curves
 from metagym.rescore import training_seconds
 from metagym.results import read_json
 from metagym.scores import read_scores, task_scores
@@ -71,3 +72,19 @@ def test_cheetah_tiny_gain_curve(tmp_path):
     # 10 steps per meta-update.
     assert [p["train_env_steps"] for p in curve["points"]] == [80, 80, 160, 160]
     assert (run / "sample_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    # A shorter run beside it: one curve through both runs' checkpoints; another env is refused.
+    short = tmp_path / "short"
+    assert (
+        main(["run", "rl", *TINY, "--iterations", "1", "--keep-checkpoints", "--out", str(short)])
+        == 0
+    )
+    assert main(["evaluate", str(short), "--learners", "maml", "--checkpoints", "--splits", "test",
+                 "--no-progress"]) == 0  # fmt: skip
+    ((pooled, points),) = sample_efficiency_curves(run, [short])
+    assert pooled["learner"] == "maml"
+    assert sorted(p["train_env_steps"] for p in points) == [80, 80, 80, 80, 160, 160]
+    assert main(["plot", str(run), "--beside", str(short)]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text('{"profile": {"env": "metagym/Navigation2D-v0"}}')
+    assert main(["plot", str(run), "--beside", str(other)]) == 2
