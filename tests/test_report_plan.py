@@ -48,3 +48,11 @@ def test_a_tiny_metaworld_report_enters_claims_1_and_2(tmp_path):
         or "not measured" in whats
         or "did not learn" in " ".join(c["note"] for c in claims[2]["comparisons"])
     )
+
+
+def test_pearl_runs_in_the_tiny_report_and_is_named_as_left_out_of_the_quick_one():
+    (tiny,) = [e for e in plan("tiny") if e.name == "rl-navigation"]
+    assert {"maml", "rl2", "transformer", "pearl"} <= set(tiny.learners())
+    assert tiny.profile().pearl_iterations <= 2  # seconds, not the quick profile's 500
+    (quick,) = [e for e in plan("quick") if e.name == "rl-navigation"]
+    assert "pearl" not in quick.learners() and "pearl" in quick.absent()
