@@ -241,6 +241,22 @@ PROFILES = {
         log_every=1,
         checkpoint_every=5,
     ),
+    # Meta-World ML1 reach-v3 with Meta-World's own 500-step episodes, MAML-RL, RL^2 and PEARL
+    # on 2 CPU cores (about 15-25 min of one core each, docs/metaworld.md): MAML-TRPO 15
+    # meta-updates of 8 tasks x 10 episodes (1.2M env steps), RL^2 60 PPO iterations of 16,384
+    # steps (1M), PEARL 300 iterations of 2 tasks x 2 episodes (0.6M); 30 test tasks.
+    "metaworld-ml1": RLProfile(
+        **{**_METAWORLD, "default_learners": ("maml", "rl2", "pearl", "random")},
+        iterations=15,
+        meta_batch=8,
+        rl2_iterations=60,
+        pearl_iterations=300,
+        eval_tasks=30,
+        eval_splits=("test",),
+        policy_hidden=(128, 128),
+        log_every=1,
+        checkpoint_every=5,
+    ),
     # Meta-World+'s budgets (the authors' maml_trpo_ml1.py / maml_trpo_ml10.py / rl2_ml10.py):
     # 500-step episodes, a 2 x 512 tanh policy, 10 episodes per task and step; meta-batch 10 for
     # ML1 (pass --meta-batch 20 for ML10/ML45), 2M environment steps for ML1 = 20 meta-updates of

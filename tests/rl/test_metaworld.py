@@ -156,7 +156,10 @@ def test_quick_and_paper_presets_follow_the_environment_family():
     assert tiny.env == "metaworld/ML10"
     back = domain.profile("metaworld-paper").replace(env="metagym/Navigation2D-v0")
     assert back == domain.profile("paper")
-    for name in ("metaworld-tiny", "metaworld-quick", "metaworld-paper"):
+    ml1 = domain.profile("metaworld-ml1").validate()
+    assert ml1.max_episode_steps is None  # Meta-World's own 500 steps
+    assert {"maml", "rl2", "pearl"} <= set(ml1.default_learners)
+    for name in ("metaworld-tiny", "metaworld-quick", "metaworld-ml1", "metaworld-paper"):
         profile = domain.profile(name)
         assert profile.fast_batch == 10 or name == "metaworld-tiny"
         assert max(profile.policy_hidden) <= 512 and len(profile.policy_hidden) <= 2
