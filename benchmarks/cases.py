@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib
 import itertools
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -81,8 +82,11 @@ def _meta_gradient_paths(
     peers: bool,
     parity: bool,
     chunks: Sequence[int] = (),
+    compiled: bool = False,
 ) -> tuple[list[BenchPath], dict[str, str], dict]:
-    """metagym's three backends (and ``chunks`` variants of vmap), then the peers; every path's
+    """metagym's three backends (and ``chunks`` variants of vmap; with ``compiled``, the
+    compiled backend, whose first step, the compilation, is timed apart as ``compile_s``), then
+    the peers; every path's
     float64 meta-gradient is first compared with metagym's higher loop on ``CHECK_TASKS`` tasks
     (when ``parity``) and a wrong one is listed in the skipped paths instead of timed.
 
@@ -97,6 +101,11 @@ def _meta_gradient_paths(
     try:
         check_batchable(net)
         builders["metagym vmap"] = ("batched", lambda n: _metagym_learner(n, workload, "vmap"))
+        if compiled:
+            builders["metagym compiled"] = (
+                "batched",
+                lambda n: _metagym_learner(n, workload, "compiled"),
+            )
         for size in chunks:
             builders[f"metagym vmap chunk {size}"] = (
                 "batched",
@@ -133,13 +142,20 @@ def _meta_gradient_paths(
                     f"wrong meta-gradients ({difference:.1e} relative to higher, float64)"
                 )
     paths = []
+    compile_s: dict[str, float] = {}
     for name, (kind, build) in builders.items():
         runner = build(net)
         draw = _cycling(batches)
         step = runner.meta_train_step if isinstance(runner, MAML) else runner.step
+        if isinstance(runner, MAML) and runner.backend == "compiled":
+            start = time.perf_counter()
+            step(batches[0])
+            compile_s[name] = time.perf_counter() - start
         paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
     auto = choose_backend(net, device)
     extra = {"auto_path": f"metagym {auto}", "meta_grad_rel_diff": differences}
+    if compile_s:
+        extra["compile_s"] = compile_s
     return paths, skipped, extra
 
 
@@ -176,19 +192,24 @@ def sinusoid_case(
     if meta_sgd:  # no peer runs Meta-SGD the same way: metagym's backends only
         learners = {
             f"metagym {backend}": _metagym_learner(net, workload, backend, meta_sgd=True)
-            for backend in ("higher", "loop", "vmap")
+            for backend in ("higher", "loop", "vmap", "compiled")
         }
         paths = []
+        compile_s = {}
         for name, learner in learners.items():
             draw = _cycling(batches)
-            kind = "batched" if learner.backend == "vmap" else "loop"
+            kind = "loop" if learner.backend in ("higher", "loop") else "batched"
             step = learner.meta_train_step
+            if learner.backend == "compiled":
+                start = time.perf_counter()
+                step(batches[0])
+                compile_s[name] = time.perf_counter() - start
             paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
         skipped: dict[str, str] = {}
-        extra = {"auto_path": f"metagym {choose_backend(net, device)}"}
+        extra = {"auto_path": f"metagym {choose_backend(net, device)}", "compile_s": compile_s}
     else:
         paths, skipped, extra = _meta_gradient_paths(
-            net, workload, batches, device, peers=peers, parity=parity
+            net, workload, batches, device, peers=peers, parity=parity, compiled=True
         )
     floor = pass_floor(
         net, workload.loss_fn(), batches[0], device, steps=steps, first_order=first_order
@@ -272,8 +293,17 @@ def conv4_maml_case(
         for seed in range(2)
     ]
     workload = Workload("ce", 1, False, 0.4)
+    # compiled on CUDA only: on the CPU the vmap backend's batched convolutions are 5x slower
+    # than the loop's (above), and compiling conv4's second-order step takes minutes there
     paths, skipped, extra = _meta_gradient_paths(
-        net, workload, batches, device, peers=peers, parity=parity, chunks=chunks
+        net,
+        workload,
+        batches,
+        device,
+        peers=peers,
+        parity=parity,
+        chunks=chunks,
+        compiled=device.type == "cuda",
     )
     floor = pass_floor(net, workload.loss_fn(), batches[0], device, steps=1, first_order=False)
     label = "conv4" if norm else "conv4-nonorm"

@@ -257,6 +257,7 @@ def auto_verdict(case: Case, rows: list[dict], *, cpu_time: bool) -> dict | None
     backends = {
         n: ms for n, ms in timed.items() if n in ("metagym higher", "metagym vmap", "metagym loop")
     }
+    compiled = timed.get("metagym compiled")
     peers = {
         r["path"]: timed[r["path"]] for r in rows if r.get("kind") == "peer" and r["path"] in timed
     }
@@ -276,6 +277,18 @@ def auto_verdict(case: Case, rows: list[dict], *, cpu_time: bool) -> dict | None
             "default_ms": timed[auto],
             "default_vs_fastest_peer": peers[best] / timed[auto],
         }
+    if compiled is not None and auto in timed:
+        # auto never picks the compiled backend: its compilation costs seconds per run
+        compile_s = case.extra.get("compile_s", {}).get("metagym compiled")
+        saved_ms = timed[auto] - compiled
+        verdict |= {
+            "compiled_ms": compiled,
+            "compiled_speedup": timed[auto] / compiled,
+            "compile_s": compile_s,
+            "break_even_steps": (
+                compile_s * 1e3 / saved_ms if compile_s is not None and saved_ms > 0 else None
+            ),
+        }
     verdict["wrong_gradients"] = sorted(
         r["path"] for r in rows if str(r.get("skipped", "")).startswith("wrong meta-gradients")
     )
@@ -286,11 +299,22 @@ def format_verdicts(verdicts: list[dict]) -> str:
     """A Markdown table of :func:`auto_verdict` results."""
     lines = [
         "| case | auto runs | faster metagym path | auto right? | fastest right peer "
-        "| peer ms | default ms | peer / default | wrong gradients |",
-        "|---|---|---|---|---|---:|---:|---:|---|",
+        "| peer ms | default ms | peer / default | compiled ms (compile s) "
+        "| steps to repay the compilation | wrong gradients |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
+
+    def compiled(v: dict) -> tuple[str, str]:
+        if "compiled_ms" not in v:
+            return "", ""
+        seconds = v.get("compile_s")
+        cell = f"{v['compiled_ms']:.2f}" + (f" ({seconds:.1f})" if seconds is not None else "")
+        steps = v.get("break_even_steps")
+        return cell, "never" if steps is None else f"{steps:,.0f}"
+
     for v in verdicts:
         ratio = v.get("default_vs_fastest_peer")
+        compiled_cell, repay = compiled(v)
         lines.append(
             f"| {v['case']} | {v['auto_path']} | {v.get('faster_metagym_path', '')} "
             f"| {'yes' if v.get('auto_matches_faster') else 'NO'} "
@@ -298,6 +322,7 @@ def format_verdicts(verdicts: list[dict]) -> str:
             f"| {format(v['fastest_right_peer_ms'], '.2f') if 'fastest_right_peer_ms' in v else ''} "
             f"| {format(v['default_ms'], '.2f') if 'default_ms' in v else ''} "
             f"| {format(ratio, '.2f') if ratio is not None else ''} "
+            f"| {compiled_cell} | {repay} "
             f"| {', '.join(v['wrong_gradients'])} |"
         )
     return "\n".join(lines)

@@ -26,6 +26,7 @@ def test_without_the_bench_extra_peers_are_skipped_with_the_reason(monkeypatch):
         "metagym higher",
         "metagym loop",
         "metagym vmap",
+        "metagym compiled",
         "higher example loop",
         "floor (3 passes)",
     ]

@@ -31,6 +31,8 @@ class ANIL(MAML):
             :class:`~metagym.learners.maml.MAML` (``meta_lr``: Adam over body and head).
     """
 
+    compilable = False
+
     def __init__(
         self,
         body: nn.Module,

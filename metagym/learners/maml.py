@@ -47,8 +47,10 @@ LossOfModel = Callable[[nn.Module], Tensor]
 
 #: Backends of :func:`adapted_model` (one task at a time).
 BACKENDS = ("higher", "vmap", "loop")
-#: Backends of :class:`MAML`: those and ``"auto"`` (:func:`choose_backend`, the default).
-MAML_BACKENDS = ("auto", *BACKENDS)
+#: Backends of :class:`MAML`: those, ``"compiled"`` (the vmap backend's meta-gradient as one
+#: ``torch.compile``d function: :mod:`metagym.learners.maml_compiled`) and ``"auto"``
+#: (:func:`choose_backend`, the default).
+MAML_BACKENDS = ("auto", *BACKENDS, "compiled")
 
 
 def check_backend(backend: str, accepted: Sequence[str] = BACKENDS) -> str:
@@ -67,6 +69,10 @@ def _task_chunks(data: Any, tasks: int, size: int | None) -> Iterator[Any]:
     for start in range(0, tasks, size):
         yield tree_map(lambda x, start=start: x[start : start + size], data)
 
+
+#: MAML learner -> {(train_steps, first_order): its compiled meta-gradient} (kept outside the
+#: learner, which is deep-copied and pickled).
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 
 _CHOSEN: weakref.WeakKeyDictionary[nn.Module, dict[str, str]] = weakref.WeakKeyDictionary()
 
@@ -408,6 +414,9 @@ class MAML(Learner):
     tuned = ("backend", "backend_used")
 
     uses_steps = True
+    #: Whether ``backend="compiled"`` computes this learner's meta-gradient (plain MAML and
+    #: Meta-SGD; the variants change the adaptation or the meta-loss).
+    compilable = True
     #: Whether tasks can be adapted together (the vmap backend). Learners that adapt every task
     #: from weights of its own or with per-step losses (ProtoMAML, MAML++) run task by task:
     #: ``"auto"`` resolves to the loop or higher for them.
@@ -445,8 +454,15 @@ class MAML(Learner):
                 f"{type(self).__name__} adapts task by task, not on backend='vmap'; use "
                 "backend='higher', 'loop' or 'auto'"
             )
-        if backend == "vmap":
+        if backend in ("vmap", "compiled"):
             check_batchable(model)
+        if backend == "compiled" and not self.compilable:
+            raise ValueError(
+                f"{type(self).__name__} has no compiled meta-gradient; use backend='auto' "
+                "(or another backend it accepts)"
+            )
+        if backend == "compiled" and chunk_size is not None:
+            raise ValueError("backend='compiled' adapts the whole meta-batch: no chunk_size")
         self.backend = backend
         self.model = model
         self.loss_fn = loss_fn
@@ -581,7 +597,7 @@ class MAML(Learner):
             meta_grad=meta_grad,
             first_order=self.first_order_now(),
             snapshots=snapshots,
-            backend=self.backend,
+            backend="vmap" if self.backend == "compiled" else self.backend,
             on_step=on_step,
         )
 
@@ -609,6 +625,8 @@ class MAML(Learner):
         (and Meta-SGD's step sizes'), without an optimizer step; return the step's metrics."""
         if not tasks:
             raise ValueError("a meta-batch needs at least one task")
+        if self.backend == "compiled":
+            return self._meta_gradients_compiled(tasks)
         if self.backend == "vmap":
             return self._meta_gradients_batched(tasks)
         query_total, support_total = 0.0, 0.0
@@ -703,6 +721,34 @@ class MAML(Learner):
             metrics["losses/support_before_adaptation"] = support_total
         return metrics
 
+    def _meta_gradients_compiled(self, tasks: Sequence[SupervisedTask]) -> dict[str, float]:
+        """The compiled backend's meta-gradient (:mod:`metagym.learners.maml_compiled`),
+        accumulated in ``.grad`` as a backward pass would."""
+        from metagym.learners.maml_compiled import compiled_meta_gradient
+
+        key = (self.train_steps, self.first_order)
+        compiled = _COMPILED.setdefault(self, {})
+        if key not in compiled:
+            compiled[key] = compiled_meta_gradient(self)
+        data = self.batch_tasks([self.featurize(t) for t in tasks])
+        named = dict(self.model.named_parameters())
+        params = {n: p.detach() for n, p in named.items()}
+        rates = {
+            n: r.detach() if isinstance(r, Tensor) else torch.tensor(r, dtype=named[n].dtype)
+            for n, r in self.inner_learning_rates().items()
+        }
+        grads, rate_grads, query, support = compiled[key](params, rates, data)
+        targets = [(named[n], g) for n, g in grads.items()]
+        if rate_grads is not None:
+            by_name = dict(zip(named, self.learning_rates, strict=True))
+            targets += [(by_name[n], g) for n, g in rate_grads.items()]
+        for p, g in targets:
+            p.grad = g.clone() if p.grad is None else p.grad + g
+        metrics = {"losses/query_after_adaptation": float(query.mean())}
+        if self.train_steps > 0:
+            metrics["losses/support_before_adaptation"] = float(support.mean())
+        return metrics
+
     def adapt_many(self, tasks: Sequence[Any], steps: Sequence[int]) -> list[dict[int, Predictor]]:
         """:meth:`adapt_steps` for each of ``tasks``; on the vmap backend, chunks of
         ``chunk_size`` (default :data:`EVAL_CHUNK`) supervised tasks of equal sizes are adapted
@@ -743,7 +789,7 @@ class MAML(Learner):
         """Whether :meth:`adapt_many` may adapt ``tasks`` with :func:`adapt_batched`: the vmap
         backend, supervised tasks of equal sizes, and an adaptation that is plain SGD from the
         meta-learned weights (not ProtoMAML's computed head nor MAML++'s per-step rates)."""
-        if len(tasks) < 2 or self.backend != "vmap":
+        if len(tasks) < 2 or self.backend not in ("vmap", "compiled"):
             return False
         if not all(isinstance(t, SupervisedTask) for t in tasks):
             return False

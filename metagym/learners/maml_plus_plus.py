@@ -62,6 +62,7 @@ class MAMLPlusPlus(MAML):
 
     #: The multi-step loss is read per task after every inner step: task by task.
     batched_adaptation = False
+    compilable = False
 
     def __init__(
         self,

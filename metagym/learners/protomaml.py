@@ -38,6 +38,7 @@ class ProtoMAML(MAML):
 
     #: Every task starts from its own head: task by task.
     batched_adaptation = False
+    compilable = False
 
     def __init__(self, model: nn.Sequential, **maml: object):
         head = model[-1] if isinstance(model, nn.Sequential) and len(model) > 1 else None

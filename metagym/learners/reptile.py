@@ -52,6 +52,8 @@ class Reptile(MAML):
         backend: ``"higher"`` (tasks one by one) or ``"vmap"`` (the meta-batch in one call).
     """
 
+    compilable = False
+
     def __init__(
         self,
         model: nn.Module,
