@@ -5,8 +5,12 @@
 #
 # 1. with DATA_ROOT (a folder holding the Omniglot npz files): the paper profile of prototypical
 #    networks, 5-way 1-shot (experiments/omniglot.py --profile paper --device cuda);
-# 2. the MAML backend parity tests (vmap vs higher meta-gradients, 1e-5 relative, TF32 off) on CUDA;
-# 3. `python -m benchmarks --device cuda --quick` (every case but the CPU-only RL sampler).
+# 2. the MAML backend parity tests on CUDA: vmap vs higher meta-gradients (1e-5 relative, TF32
+#    off) and the compiled backend vs higher (float64, 1e-10);
+# 3. `python -m benchmarks --device cuda --quick` (every case but the CPU-only RL sampler): each
+#    row against its floor (the counted plain passes, benchmarks/floors.py) and the GPU's measured
+#    peak, and the compiled backend beside vmap, conv4 included, with its compile time.
+# Without DATA_ROOT the script needs about 7 minutes (parity 150 s, benchmarks 300 s at most).
 # Logs, results and bench-results-cuda.json go to $OUT (the device tool's folder) or ./gpu-out.
 # The GPU image has torch but not higher or gymnasium: their pure-Python wheels travel in
 # benchmarks/gpu_wheels/ (kept out of git) and are installed into /tmp/site when missing.
@@ -41,11 +45,12 @@ if [ -n "$data_root" ]; then
     cp "/tmp/omniglot-paper/5way-1shot/$f" "$out_dir/omniglot-paper-$f" 2>/dev/null
   done
 fi
-echo "== parity tests on CUDA (tests/test_maml_backends.py)"
-METAGYM_TEST_DEVICE=cuda timeout 120 $py -m pytest -q -p no:cacheprovider tests/test_maml_backends.py \
+echo "== parity tests on CUDA (tests/test_maml_backends.py, tests/test_maml_compiled.py)"
+METAGYM_TEST_DEVICE=cuda timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_maml_backends.py \
+  tests/test_maml_compiled.py \
   2>&1 | tee "$out_dir/parity-cuda.log" || status=1
 echo "== benchmarks on CUDA"
-timeout 120 $py -m benchmarks --device cuda --quick --no-sampler --out "$out_dir/bench-results-cuda.json" \
+timeout 300 $py -m benchmarks --device cuda --quick --no-sampler --out "$out_dir/bench-results-cuda.json" \
   2>&1 | tee "$out_dir/bench-cuda.log" || status=1
 echo "== exit status $status"
 exit $status

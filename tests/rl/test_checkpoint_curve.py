@@ -37,14 +37,17 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_cheetah_tiny_gain_curve(tmp_path):
-    run = tmp_path / "run"
-    assert (
-        main(["run", "rl", *TINY, "--iterations", "2", "--keep-checkpoints", "--out", str(run)])
-        == 0
-    )
+def _train_and_score_checkpoints(run, iterations: int):
+    """A tiny cheetah MAML-RL run keeping a checkpoint per meta-update, each then scored."""
+    args = ["run", "rl", *TINY, "--iterations", str(iterations), "--keep-checkpoints"]
+    assert main([*args, "--out", str(run)]) == 0
     assert main(["evaluate", str(run), "--learners", "maml", "--checkpoints", "--splits", "test",
                  "--no-progress"]) == 0  # fmt: skip
+    return run
+
+
+def test_cheetah_tiny_gain_curve(tmp_path):
+    run = _train_and_score_checkpoints(tmp_path / "run", iterations=2)
     maml = run / "runs" / "maml"
     curve = read_json(maml / "curve.json")
     assert [(p["iteration"], p["steps"]) for p in curve["points"]] == [
@@ -73,13 +76,7 @@ def test_cheetah_tiny_gain_curve(tmp_path):
     assert [p["train_env_steps"] for p in curve["points"]] == [80, 80, 160, 160]
     assert (run / "sample_efficiency.png").read_bytes()[:4] == b"\x89PNG"
     # A shorter run beside it: one curve through both runs' checkpoints; another env is refused.
-    short = tmp_path / "short"
-    assert (
-        main(["run", "rl", *TINY, "--iterations", "1", "--keep-checkpoints", "--out", str(short)])
-        == 0
-    )
-    assert main(["evaluate", str(short), "--learners", "maml", "--checkpoints", "--splits", "test",
-                 "--no-progress"]) == 0  # fmt: skip
+    short = _train_and_score_checkpoints(tmp_path / "short", iterations=1)
     ((pooled, points),) = sample_efficiency_curves(run, [short])
     assert pooled["learner"] == "maml"
     assert sorted(p["train_env_steps"] for p in points) == [80, 80, 80, 80, 160, 160]
