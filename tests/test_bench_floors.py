@@ -92,3 +92,28 @@ def test_rows_give_gflop_and_the_share_of_the_peak():
         case, times, {}, cpu_time=False, flops={"a": 2 * 10**9}, peak_flops_per_s=16e9
     )
     assert row["pct_of_peak"] == pytest.approx(100 * 2e9 / 0.5 / 16e9)
+
+
+def test_the_floor_table_reads_each_case_against_its_floor():
+    from benchmarks.floor_table import floor_rows, format_floor_table
+
+    def r(path, kind, ms, **extra):
+        return {"case": "c", "path": path, "kind": kind, "median_cpu_ms": ms,
+                "auto_path": "metagym vmap", **extra}  # fmt: skip
+
+    results = {
+        "machine": {"device": "cpu"},
+        "rows": [
+            r("metagym vmap", "batched", 3.0, pct_of_peak=2.0, gflop_per_step=0.01),
+            r("metagym compiled", "batched", 1.0),
+            r("peer", "peer", 4.5),
+            r("floor (3 passes)", "floor", 1.5),
+            {"case": "c", "path": "wrong", "skipped": "wrong meta-gradients"},
+        ],
+        "verdicts": [{"case": "c", "fastest_right_peer": "peer"}],
+    }
+    (row,) = floor_rows(results)
+    assert row["default"] == "metagym vmap" and row["default_x_floor"] == pytest.approx(2.0)
+    assert row["compiled_x_floor"] == pytest.approx(2 / 3)
+    assert row["peer_x_floor"] == pytest.approx(3.0)
+    assert "**2.00**" in format_floor_table([row])
