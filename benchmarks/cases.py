@@ -159,15 +159,20 @@ def _meta_gradient_paths(
     return paths, skipped, extra
 
 
-def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> BenchPath:
-    """One plain forward and backward pass over all the episodes' examples (a prototypical
-    network's step is exactly that pass)."""
+def _episode_floor(model: nn.Module, tasks: Sequence[SupervisedTask]) -> BenchPath:
+    """One plain forward and backward pass of the embedding over each episode's images, episode
+    by episode and in the layout the learners embed them in (channels-last on the CPU), as the
+    fastest path runs them; a prototypical network's step is that pass plus the prototypes and
+    distances. (The earlier floor, one NCHW pass over all episodes at once, measured 2.2x slower
+    than the per-episode loop.)"""
+    images = [cpu_layout(torch.cat([t.support.x, t.query.x])) for t in tasks]
 
     def step():
         model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        for x in images:
+            model(x).pow(2).mean().backward()
 
-    return BenchPath("floor fwd+bwd", "floor", step)
+    return BenchPath("floor (1 pass per episode)", "floor", step)
 
 
 def sinusoid_case(
@@ -349,8 +354,6 @@ def protonet_case(
             (F.nll_loss(log_probs[0], t.query.y) / len(tasks)).backward()
         looped.optimizer.step()
 
-    tasks = batches[0]
-    x = torch.cat([torch.cat([t.support.x, t.query.x]) for t in tasks])
     floor_net = copy.deepcopy(embedding).to(device)
     return Case(
         name="omniglot protonet",
@@ -361,7 +364,7 @@ def protonet_case(
         paths=[
             BenchPath("per-task loop", "loop", loop_step),
             BenchPath("batched", "batched", lambda: batched.meta_train_step(draw_batched())),
-            _floor(floor_net, x, None, lambda out, _: out.pow(2).mean()),
+            _episode_floor(floor_net, batches[0]),
         ],
         rounds=rounds,
     )
