@@ -150,6 +150,18 @@ _METAWORLD = {
     "default_learners": ("maml", "random"),
 }
 
+#: What the 2-core Meta-World presets share: 8 tasks per meta-update, 2 x 128 networks, 30 test
+#: tasks.
+_METAWORLD_TWO_CORES = {
+    **_METAWORLD,
+    "meta_batch": 8,
+    "eval_tasks": 30,
+    "eval_splits": ("test",),
+    "policy_hidden": (128, 128),
+    "log_every": 1,
+    "checkpoint_every": 5,
+}
+
 PROFILES = {
     # Navigation2D with maml,pretrain-pg,pretrain,scratch,oracle,random: 34 min wall measured on
     # 2 cores shared with other jobs (about 12 min of CPU time; maml: about 5 s per meta-update).
@@ -230,32 +242,16 @@ PROFILES = {
     # Meta-World on 2 CPU cores in at most 30 minutes: ML1 reach-v3 with 100-step episodes
     # (Meta-World's are 500: a budget cut, stated in docs/metaworld.md), MAML-TRPO with 8 tasks
     # x 10 episodes per meta-update, and random; 30 test tasks x (3 + 10 + 3) episodes scored.
-    "metaworld-quick": RLProfile(
-        **_METAWORLD,
-        max_episode_steps=100,
-        iterations=30,
-        meta_batch=8,
-        eval_tasks=30,
-        eval_splits=("test",),
-        policy_hidden=(128, 128),
-        log_every=1,
-        checkpoint_every=5,
-    ),
+    "metaworld-quick": RLProfile(**_METAWORLD_TWO_CORES, max_episode_steps=100, iterations=30),
     # Meta-World ML1 reach-v3 with Meta-World's own 500-step episodes, MAML-RL, RL^2 and PEARL
     # on 2 CPU cores (about 15-25 min of one core each, docs/metaworld.md): MAML-TRPO 15
     # meta-updates of 8 tasks x 10 episodes (1.2M env steps), RL^2 60 PPO iterations of 16,384
     # steps (1M), PEARL 300 iterations of 2 tasks x 2 episodes (0.6M); 30 test tasks.
     "metaworld-ml1": RLProfile(
-        **{**_METAWORLD, "default_learners": ("maml", "rl2", "pearl", "random")},
+        **{**_METAWORLD_TWO_CORES, "default_learners": ("maml", "rl2", "pearl", "random")},
         iterations=15,
-        meta_batch=8,
         rl2_iterations=60,
         pearl_iterations=300,
-        eval_tasks=30,
-        eval_splits=("test",),
-        policy_hidden=(128, 128),
-        log_every=1,
-        checkpoint_every=5,
     ),
     # Meta-World+'s budgets (the authors' maml_trpo_ml1.py / maml_trpo_ml10.py / rl2_ml10.py):
     # 500-step episodes, a 2 x 512 tanh policy, 10 episodes per task and step; meta-batch 10 for
