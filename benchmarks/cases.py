@@ -73,6 +73,20 @@ def _float64(task: SupervisedTask) -> SupervisedTask:
     return SupervisedTask(cast(task.support), cast(task.query))
 
 
+def _training_path(
+    name: str, kind: str, runner, batches: list, compile_s: dict[str, float]
+) -> BenchPath:
+    """A path stepping ``runner`` (a metagym learner or a peer) through ``batches`` in turn; a
+    compiled learner takes its first step, the compilation, here, timed into ``compile_s``."""
+    step = runner.meta_train_step if isinstance(runner, MAML) else runner.step
+    if isinstance(runner, MAML) and runner.backend == "compiled":
+        start = time.perf_counter()
+        step(batches[0])
+        compile_s[name] = time.perf_counter() - start
+    draw = _cycling(batches)
+    return BenchPath(name, kind, lambda: step(draw()))
+
+
 def _meta_gradient_paths(
     net: nn.Module,
     workload: Workload,
@@ -144,14 +158,7 @@ def _meta_gradient_paths(
     paths = []
     compile_s: dict[str, float] = {}
     for name, (kind, build) in builders.items():
-        runner = build(net)
-        draw = _cycling(batches)
-        step = runner.meta_train_step if isinstance(runner, MAML) else runner.step
-        if isinstance(runner, MAML) and runner.backend == "compiled":
-            start = time.perf_counter()
-            step(batches[0])
-            compile_s[name] = time.perf_counter() - start
-        paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
+        paths.append(_training_path(name, kind, build(net), batches, compile_s))
     auto = choose_backend(net, device)
     extra = {"auto_path": f"metagym {auto}", "meta_grad_rel_diff": differences}
     if compile_s:
@@ -202,14 +209,8 @@ def sinusoid_case(
         paths = []
         compile_s = {}
         for name, learner in learners.items():
-            draw = _cycling(batches)
             kind = "loop" if learner.backend in ("higher", "loop") else "batched"
-            step = learner.meta_train_step
-            if learner.backend == "compiled":
-                start = time.perf_counter()
-                step(batches[0])
-                compile_s[name] = time.perf_counter() - start
-            paths.append(BenchPath(name, kind, lambda step=step, draw=draw: step(draw())))
+            paths.append(_training_path(name, kind, learner, batches, compile_s))
         skipped: dict[str, str] = {}
         extra = {"auto_path": f"metagym {choose_backend(net, device)}", "compile_s": compile_s}
     else:

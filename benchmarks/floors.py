@@ -5,9 +5,10 @@
   through those passes (each at least one more forward and backward of the support set: counted
   as one, a lower bound; reverse-over-reverse costs 1-2 of them) and run the query set forward
   and backward once: ``2k + 1`` passes (``k + 1`` in first order). The floor runs exactly those
-  plain passes with metagym's default path (``backend="auto"`` for the net and device, zero inner
-  steps), so they use the same kernels, memory layout and task batching as the step they bound,
-  and nothing of the step's own bookkeeping (no inner updates, no graph kept, no optimizer).
+  plain passes with the kernels of the backend ``"auto"`` picks for the net and device (task-
+  batched weights under ``vmap``, or the loop backend's fused kernels task by task), so they use
+  the same kernels, memory layout and task batching as the step they bound, and nothing of the
+  step's own bookkeeping (no inner updates, no graph kept, no optimizer).
   (An earlier floor, one pass over every task's examples at once with shared weights, ran other
   kernels and layouts and measured slower than the conv4 step it was meant to bound.)
 - **FLOPs** (:func:`case_flops`): ``torch.utils.flop_counter`` over one step of the reference

@@ -734,7 +734,9 @@ class MAML(Learner):
         named = dict(self.model.named_parameters())
         params = {n: p.detach() for n, p in named.items()}
         rates = {
-            n: r.detach() if isinstance(r, Tensor) else torch.tensor(r, dtype=named[n].dtype)
+            n: r.detach()
+            if isinstance(r, Tensor)
+            else torch.tensor(r, dtype=named[n].dtype, device=named[n].device)
             for n, r in self.inner_learning_rates().items()
         }
         grads, rate_grads, query, support = compiled[key](params, rates, data)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import grad, vmap
+from torch.func import grad, grad_and_value, vmap
 
 from metagym.learners.maml_batched import FunctionalModel
 
@@ -45,9 +45,9 @@ def compiled_meta_gradient(learner: Any) -> Callable[[dict, dict, Any], MetaGrad
 
         fast, first = params, torch.zeros(())
         for step in range(steps):
-            gradient = grad(support)(fast)
+            gradient, loss = grad_and_value(support)(fast)
             if step == 0:
-                first = support(fast)
+                first = loss
             if first_order:  # the inner gradients and step sizes are constants
                 fast = {n: w - rates[n].detach() * gradient[n].detach() for n, w in fast.items()}
             else:

@@ -9,6 +9,7 @@ import torch
 from metagym.rl.rl2 import RL2, trial_batch
 from metagym.tasks.base import make_generator
 from metagym.tasks.trials import TrialTaskDistribution
+from tests.rl.trial_gain import assert_second_episode_beats_the_first
 
 NAV = "metagym/Navigation2D-v0"
 
@@ -61,15 +62,7 @@ def test_second_episode_beats_the_first_after_short_training():
     one core."""
     dist = TrialTaskDistribution(NAV, 2, eval_episodes=4)
     learner = RL2(dist, steps_per_iteration=16_000)  # 4 trials per task
-    generator = make_generator(1)
-    for _ in range(40):
-        learner.meta_train_step(dist.sample(20, "train", generator))
-    tasks = dist.sample(20, "test", make_generator(7))
-    first = np.array([dist.score(learner.adapt(t, 0), t) for t in tasks])
-    second = np.array([dist.score(learner.adapt(t, 1), t) for t in tasks])
-    gain = second - first
-    # Paired gain over 20 tasks, above zero by more than its 95% interval.
-    assert gain.mean() > 1.96 * gain.std(ddof=1) / np.sqrt(len(gain)), (first, second)
+    assert_second_episode_beats_the_first(learner, dist, iterations=40)
     dist.close()
 
 

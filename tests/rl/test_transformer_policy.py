@@ -13,6 +13,7 @@ from metagym.rl.rl2 import RL2, RecurrentPolicy, trial_batch
 from metagym.rl.transformer_policy import TransformerActorCritic
 from metagym.tasks.base import make_generator
 from metagym.tasks.trials import TrialTaskDistribution
+from tests.rl.trial_gain import assert_second_episode_beats_the_first
 
 NAV = "metagym/Navigation2D-v0"
 D = 7  # 3 observation entries, 2 previous-action entries, previous reward, done flag
@@ -219,18 +220,8 @@ def test_a_trial_without_a_step_limit_needs_a_context():
 def test_the_transformer_policys_second_episode_beats_its_first():
     """Navigation2D, trials of 2 x 100-step episodes, the recipe's network, 60 iterations of
     16,384 steps (the quick report's budget): about 2-5 minutes on one core."""
-    import numpy as np
-
     dist = TrialTaskDistribution(NAV, 2, eval_episodes=4)
     learner = RL2(dist, policy="transformer", hidden=64, layers=2, heads=4,
                   steps_per_iteration=16_384)  # fmt: skip
-    generator = make_generator(1)
-    for _ in range(60):
-        learner.meta_train_step(dist.sample(20, "train", generator))
-    tasks = dist.sample(20, "test", make_generator(7))
-    first = np.array([dist.score(learner.adapt(t, 0), t) for t in tasks])
-    second = np.array([dist.score(learner.adapt(t, 1), t) for t in tasks])
-    gain = second - first
-    # Paired gain over 20 tasks, above zero by more than its 95% interval.
-    assert gain.mean() > 1.96 * gain.std(ddof=1) / np.sqrt(len(gain)), (first, second)
+    assert_second_episode_beats_the_first(learner, dist, iterations=60)
     dist.close()
