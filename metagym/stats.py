@@ -24,7 +24,9 @@ nothing is lost by not resampling tasks. A bootstrap over 2-5 seeds under-covers
 the seed variance from so few seeds and treats the observed spread as the truth.
 
 Each estimate also carries ``unpaired``, the half-width of the old independent rule (square root
-of the sum of squares of the inputs' half-widths), so both can be printed side by side.
+of the sum of squares of the inputs' half-widths), so both can be printed side by side. An input's
+half-width there is its own interval computed as the paired rule computes it (across seeds, floor
+included), so the two columns differ by the pairing alone.
 
 :func:`tasks_needed` and :func:`seeds_needed` say how many tasks or seeds would make a comparison
 decide (``|mean| > half_width``) with a given probability at the observed effect and spread.
@@ -184,9 +186,10 @@ class Estimate:
         for sub, scores in (within or {}).items():  # seed i's tasks: its share of the mean
             y = np.asarray(scores, dtype=float).ravel()
             floors[(key, sub)] = tuple(((y - y.mean()) / x.size).tolist())
-        bare = cls(mean, {key: tuple((x - mean).tolist())}, df, 0.0)
-        # ``unpaired`` is the old rule: the row's own interval, across seeds without the floor.
-        return replace(bare, unpaired=bare.half_width(), floors=floors)
+        own = cls(mean, {key: tuple((x - mean).tolist())}, df, 0.0, floors)
+        # ``unpaired`` starts as the row's own interval, floor included: the two rules then
+        # differ by the pairing alone, and a row whose seeds agree by chance is not exact.
+        return replace(own, unpaired=own.half_width())
 
     @classmethod
     def constant(cls, x: float) -> Estimate:

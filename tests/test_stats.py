@@ -319,6 +319,10 @@ def test_seeds_that_agree_by_chance_keep_their_tasks_noise():
         Estimate.of_units([float(np.mean(v)) for v in a], key, seed_level=True)
     )
     assert bare.half_width() < 1e-9  # without the floor: a zero-width interval
+    # each row of the unpaired rule has the same floor: the two columns differ by pairing alone
+    rows = (seeded(b, "x"), seeded(a, "x"))
+    assert all(r.unpaired == r.half_width() > 0 for r in rows)
+    assert d.unpaired == pytest.approx(math.hypot(*(r.half_width() for r in rows)))
     # the floor never narrows an interval: seeds that disagree keep their spread
     spread = Estimate.of_units([0.0, 1.0], key, seed_level=True, within={"t": [0.1, 0.2, 0.3]})
     assert spread.half_width() == pytest.approx(
