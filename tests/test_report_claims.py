@@ -395,6 +395,9 @@ def test_paired_interval_is_narrower_than_the_unpaired_one_with_task_effects():
     assert summary["ratio_of_medians"] < 0.2 and summary["n_paired"] == 1
     assert summary["decided"]["paired"]["claims"] == 1
     assert summary["decided"]["unpaired"]["claims"] == 0
+    (part,) = summary["by_claim_domain"]
+    assert (part["claim"], part["domain"], part["n_comparisons"]) == (1, "sinusoid", 1)
+    assert part["median_ratio"] == pytest.approx(c["ci95"] / c["ci95_unpaired"])
 
 
 def test_rows_of_different_tasks_do_not_pair():
@@ -479,6 +482,13 @@ def test_per_domain_verdicts():
     summary = interval_summary([claim, four])
     assert summary["n_claim_domains"] == 6
     assert summary["decided"]["paired"]["claim_domains"] == 5  # all but claim 6 on rl
+    parts = {(p["claim"], p["domain"]): p for p in summary["by_claim_domain"]}
+    assert set(parts) == {(6, "sinusoid"), (6, "omniglot"), (4, "omniglot")}  # with intervals
+    strength = [c for c in four["comparisons"] if c["ci95"] is not None]
+    assert parts[4, "omniglot"]["n_comparisons"] == len(strength)
+    assert parts[4, "omniglot"]["median_ci95"] == pytest.approx(
+        float(np.median([c["ci95"] for c in strength]))
+    )
 
 
 def _metaworld_rows():

@@ -1166,13 +1166,28 @@ def interval_summary(claims: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How the paired rule compares with the unpaired one over ``claims``: the median paired and
     unpaired half-widths over the comparisons that have both (their ratio, and the median of
     the per-comparison ratios), how many comparisons paired, and how many claims and (claim,
-    domain) pairs each rule decides (supported or contradicted)."""
-    both_widths = [
-        (c["ci95"], c["ci95_unpaired"])
+    domain) pairs each rule decides (supported or contradicted). ``by_claim_domain``: the same
+    medians per (claim, domain), which say where pairing removes a shared effect and where not."""
+    widths = [
+        (claim["id"], c["domain"], c["ci95"], c["ci95_unpaired"])
         for claim in claims
         for c in claim["comparisons"]
         if c["ci95"] is not None and c["ci95_unpaired"] is not None
     ]
+    both_widths = [(h, u) for _, _, h, u in widths]
+    by_claim_domain = []
+    for claim_id, domain in dict.fromkeys((i, d) for i, d, _, _ in widths):
+        mine = [(h, u) for i, d, h, u in widths if (i, d) == (claim_id, domain)]
+        by_claim_domain.append(
+            {
+                "claim": claim_id,
+                "domain": domain,
+                "n_comparisons": len(mine),
+                "median_ci95": _median([h for h, _ in mine]),
+                "median_ci95_unpaired": _median([u for _, u in mine]),
+                "median_ratio": _median([h / u for h, u in mine if u > 0]),
+            }
+        )
     paired_median = _median([h for h, _ in both_widths])
     unpaired_median = _median([u for _, u in both_widths])
     decided = {}
@@ -1198,4 +1213,5 @@ def interval_summary(claims: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "n_claims": len(claims),
         "n_claim_domains": sum(len(c["domains"]) for c in claims),
         "decided": decided,
+        "by_claim_domain": by_claim_domain,
     }

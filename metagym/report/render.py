@@ -201,6 +201,18 @@ def interval_paragraph(summary: dict[str, Any]) -> str:
     )
 
 
+def interval_table(summary: dict[str, Any]) -> Block:
+    """Per (claim, domain): comparisons with both intervals, median half-widths and ratio."""
+    header = ["claim", "domain", "comparisons", "median h paired", "median h unpaired",
+              "median ratio"]  # fmt: skip
+    rows = [
+        [str(e["claim"]), e["domain"], str(e["n_comparisons"]), fmt(e["median_ci95"]),
+         fmt(e["median_ci95_unpaired"]), fmt(e["median_ratio"], 2)]
+        for e in summary.get("by_claim_domain", [])
+    ]  # fmt: skip
+    return ("table", (header, rows))
+
+
 def document(
     meta: dict[str, Any],
     claims: Sequence[dict[str, Any]],
@@ -236,6 +248,8 @@ def document(
     blocks.append(("p", "How verdicts are computed. " + COMPARISON_RULE + " " + CLAIM_RULE))
     if intervals is not None:
         blocks.append(("p", interval_paragraph(intervals)))
+        if intervals.get("by_claim_domain"):
+            blocks.append(interval_table(intervals))
     blocks.append(("p", meta["conventions"]))
     for note in meta.get("notes", []):
         blocks.append(("p", "Note: " + note + "."))
