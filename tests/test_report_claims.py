@@ -10,10 +10,12 @@ import pytest
 from metagym.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
+    MIXED,
     SUPPORTED,
     VERDICTS,
     Evidence,
     all_claims,
+    both,
     claim_1,
     claim_2,
     claim_3,
@@ -91,8 +93,12 @@ def test_decide_and_combine():
     assert decide(None, 0.1) == decide(1.0, math.nan) == INCONCLUSIVE
     assert combine([SUPPORTED, INCONCLUSIVE]) == SUPPORTED
     assert combine([CONTRADICTED, INCONCLUSIVE]) == CONTRADICTED
-    assert combine([SUPPORTED, CONTRADICTED]) == INCONCLUSIVE
+    assert combine([SUPPORTED, CONTRADICTED, INCONCLUSIVE]) == MIXED
     assert combine([]) == combine([INCONCLUSIVE]) == INCONCLUSIVE
+    assert both(SUPPORTED, SUPPORTED) == SUPPORTED
+    assert both(MIXED, CONTRADICTED) == both(SUPPORTED, CONTRADICTED) == CONTRADICTED
+    assert both(SUPPORTED, MIXED) == both(MIXED, INCONCLUSIVE) == MIXED
+    assert both(SUPPORTED, INCONCLUSIVE) == INCONCLUSIVE
 
 
 def test_normalized_and_reduction_with_intervals():
@@ -151,9 +157,11 @@ def test_claim_1(after_ten, ci, verdict):
     assert "none" in claim["levers"][0]["test_time_lever"]
 
 
-def test_claim_1_reads_the_step_sweep_and_mixed_results_are_inconclusive():
+def test_claim_1_reads_the_step_sweep_and_mixed_results_are_mixed():
     rows = _steps_rows(0.4) + _steps_rows(1.5, split="ood-phase")
-    assert claim_1(evidence(rows))["verdict"] == INCONCLUSIVE
+    claim = claim_1(evidence(rows))
+    assert claim["verdict"] == MIXED
+    assert interval_summary([claim])["decided"]["paired"]["claims"] == 0  # mixed: not decided
     main = [row("maml", "test", 0.5, steps=1), row("maml", "test", 0.6, steps=3)]
     sweep = [
         {**row("maml", "test", 0.5, steps=1), "source": "sweep"},
@@ -467,7 +475,7 @@ def test_per_domain_verdicts():
         row("blackbox", "test", 0.85, 0.01, group="o"),
     ]
     claim = claim_6(evidence(rows, recipes=recipes))
-    assert claim["verdict"] == INCONCLUSIVE  # one domain supports, one contradicts
+    assert claim["verdict"] == MIXED  # one domain supports, one contradicts
     assert claim["domains"]["sinusoid"]["verdict"] == SUPPORTED
     assert claim["domains"]["omniglot"]["verdict"] == CONTRADICTED
     assert claim["domains"]["omniglot"]["counts"][CONTRADICTED] == 1

@@ -16,7 +16,8 @@ and the registry), so the tests feed it constructed rows. The rules:
   independent rule (``h = sqrt(h_a^2 + h_b^2)``, :attr:`Estimate.unpaired`) and its verdict.
 - **A claim** is *supported* when at least one of its comparisons supports it and none
   contradicts it, *contradicted* when at least one contradicts it and none supports it, else
-  *inconclusive* (nothing decided, or comparisons that disagree). Claim 4 needs both of its parts.
+  *mixed* when some support it and others contradict it (decided neither way), else
+  *inconclusive* (none decided). Claim 4 needs both of its parts.
   The same rule gives a verdict per domain and under the unpaired rule.
 - **A family's representative** in a run is its learner with the best score on ``test`` (at the
   learner's reported steps); diverged learners are never representatives.
@@ -42,7 +43,12 @@ from metagym.paired import orientation
 from metagym.stats import Estimate, ratio, seeds_needed, tasks_needed
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+#: A claim some of whose comparisons support it and others contradict it: not decided either way.
+MIXED = "mixed"
+#: The verdicts of one comparison.
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+#: The verdicts of a claim (overall or per domain): a comparison's, or mixed.
+CLAIM_VERDICTS = (SUPPORTED, CONTRADICTED, MIXED, INCONCLUSIVE)
 FAMILIES = ("gradient", "black-box", "non-parametric")
 COMPARISON_RULE = (
     "Each comparison is a difference d oriented so that d > 0 is what the claim says, with its "
@@ -53,7 +59,9 @@ COMPARISON_RULE = (
 )
 CLAIM_RULE = (
     "The claim is supported when at least one comparison supports it and none contradicts it, "
-    "contradicted when at least one contradicts it and none supports it, else inconclusive."
+    "contradicted when at least one contradicts it and none supports it, mixed when some "
+    "support it and others contradict it, else inconclusive (none decided). Mixed is not decided "
+    "either way."
 )
 
 
@@ -77,14 +85,17 @@ def combine(verdicts: Iterable[str]) -> str:
         return SUPPORTED
     if contradicts and not supports:
         return CONTRADICTED
-    return INCONCLUSIVE
+    return MIXED if supports else INCONCLUSIVE
 
 
 def both(first: str, second: str) -> str:
-    """Two parts that must both hold: supported if both are, contradicted if either is."""
+    """Two parts that must both hold: supported if both are, contradicted if either is, else
+    mixed if either is, else inconclusive."""
     if CONTRADICTED in (first, second):
         return CONTRADICTED
-    return SUPPORTED if first == second == SUPPORTED else INCONCLUSIVE
+    if first == second == SUPPORTED:
+        return SUPPORTED
+    return MIXED if MIXED in (first, second) else INCONCLUSIVE
 
 
 #: The kinds of sampling unit of the report's estimates: the first entry of their keys.

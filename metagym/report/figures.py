@@ -21,7 +21,6 @@ FAMILY_COLOURS = {
     "non-parametric": "tab:green",
     "baseline": "tab:gray",
 }
-VERDICT_COLOURS = {"supported": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#9e9e9e"}
 
 
 def _label_panel(ax, title: str, xlabel: str, ylabel: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metagym.report.claims import CLAIM_RULE, COMPARISON_RULE, VERDICTS
+from metagym.report.claims import CLAIM_RULE, CLAIM_VERDICTS, COMPARISON_RULE, VERDICTS
 
 Block = tuple[str, Any]
 
@@ -301,7 +301,7 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 .verdict { display: inline-block; padding: 0.15em 0.6em; border-radius: 0.3em; color: white;
            font-weight: bold; }
 .supported { background: #2e7d32; } .contradicted { background: #c62828; }
-.inconclusive { background: #757575; }
+.inconclusive { background: #757575; } .mixed { background: #ef6c00; }
 """
 
 
@@ -341,7 +341,7 @@ def to_html(blocks: Sequence[Block], base: Path) -> str:
                 cells = []
                 for cell in row:
                     text = _inline(cell)
-                    if cell in VERDICTS:
+                    if cell in CLAIM_VERDICTS:
                         text = f'<span class="verdict {cell}">{text}</span>'
                     cells.append(f"<td>{text}</td>")
                 out.append("<tr>" + "".join(cells) + "</tr>")
