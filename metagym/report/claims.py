@@ -15,7 +15,7 @@ and the registry), so the tests feed it constructed rows. The rules:
   folders made before ``scores.csv.gz``) are independent. Each comparison also carries the old
   independent rule (``h = sqrt(h_a^2 + h_b^2)``, :attr:`Estimate.unpaired`) and its verdict.
 - **A claim** is *supported* when at least one of its comparisons supports it and none
-  contradicts it, *contradicted* when at least one contradicts it and none supports it, else
+  contradicts it, *contradicted* when at least one contradicts it and none supports it,
   *mixed* when some support it and others contradict it (decided neither way), else
   *inconclusive* (none decided). Claim 4 needs both of its parts.
   The same rule gives a verdict per domain and under the unpaired rule.
@@ -1173,34 +1173,31 @@ def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _width_medians(widths: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """Of (paired, unpaired) half-widths: how many, both medians and the median of the ratios."""
+    return {
+        "n_comparisons": len(widths),
+        "median_ci95": _median([h for h, _ in widths]),
+        "median_ci95_unpaired": _median([u for _, u in widths]),
+        "median_ratio": _median([h / u for h, u in widths if u > 0]),
+    }
+
+
 def interval_summary(claims: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How the paired rule compares with the unpaired one over ``claims``: the median paired and
     unpaired half-widths over the comparisons that have both (their ratio, and the median of
     the per-comparison ratios), how many comparisons paired, and how many claims and (claim,
     domain) pairs each rule decides (supported or contradicted). ``by_claim_domain``: the same
     medians per (claim, domain), which say where pairing removes a shared effect and where not."""
-    widths = [
-        (claim["id"], c["domain"], c["ci95"], c["ci95_unpaired"])
-        for claim in claims
-        for c in claim["comparisons"]
-        if c["ci95"] is not None and c["ci95_unpaired"] is not None
-    ]
-    both_widths = [(h, u) for _, _, h, u in widths]
-    by_claim_domain = []
-    for claim_id, domain in dict.fromkeys((i, d) for i, d, _, _ in widths):
-        mine = [(h, u) for i, d, h, u in widths if (i, d) == (claim_id, domain)]
-        by_claim_domain.append(
-            {
-                "claim": claim_id,
-                "domain": domain,
-                "n_comparisons": len(mine),
-                "median_ci95": _median([h for h, _ in mine]),
-                "median_ci95_unpaired": _median([u for _, u in mine]),
-                "median_ratio": _median([h / u for h, u in mine if u > 0]),
-            }
-        )
-    paired_median = _median([h for h, _ in both_widths])
-    unpaired_median = _median([u for _, u in both_widths])
+    widths = {}  # (claim, domain) -> [(paired, unpaired)], in the claims' order
+    for claim in claims:
+        for c in claim["comparisons"]:
+            if c["ci95"] is not None and c["ci95_unpaired"] is not None:
+                widths.setdefault((claim["id"], c["domain"]), []).append(
+                    (c["ci95"], c["ci95_unpaired"])
+                )
+    overall = _width_medians([w for ws in widths.values() for w in ws])
+    paired_median, unpaired_median = overall["median_ci95"], overall["median_ci95_unpaired"]
     decided = {}
     for key, name in (("verdict", "paired"), ("verdict_unpaired", "unpaired")):
         decided[name] = {
@@ -1213,16 +1210,16 @@ def interval_summary(claims: Sequence[dict[str, Any]]) -> dict[str, Any]:
             ),
         }
     return {
-        "n_comparisons": len(both_widths),
+        **overall,
         "n_paired": sum(c["paired"] for claim in claims for c in claim["comparisons"]),
-        "median_ci95": paired_median,
-        "median_ci95_unpaired": unpaired_median,
         "ratio_of_medians": paired_median / unpaired_median
         if paired_median is not None and unpaired_median
         else None,
-        "median_ratio": _median([h / u for h, u in both_widths if u > 0]),
         "n_claims": len(claims),
         "n_claim_domains": sum(len(c["domains"]) for c in claims),
         "decided": decided,
-        "by_claim_domain": by_claim_domain,
+        "by_claim_domain": [
+            {"claim": claim_id, "domain": domain, **_width_medians(ws)}
+            for (claim_id, domain), ws in widths.items()
+        ],
     }
