@@ -31,12 +31,20 @@ def _trained(name, distribution, tmp_path, iterations):
 def test_learner_lowers_query_loss_after_one_step(name, tmp_path):
     distribution = SinusoidTasks(shots=10)
     tasks = distribution.sample(40, "train", make_generator(123))
-    iterations = {"blackbox": 2000, "anil-fo": 1000, "reptile": 600}.get(name, 300)
+    # The bar is 0.7 of the start. Across MKL's roundings (MKL_CBWR default/AVX512, COMPATIBLE,
+    # AVX2) Reptile at 600 iterations ended at 0.69-0.75 (1200: 0.46-0.50) and first-order MAML
+    # at 300-500 at 0.64-0.66 (1000: 0.30-0.32).
+    iterations = {"blackbox": 2000, "anil-fo": 1000, "reptile": 1200, "maml-fo": 1000}.get(
+        name, 300
+    )
     learner, run = _trained(name, distribution, tmp_path, iterations)
     before = _mse(learner, distribution, tasks, (1,))
     run()
     after = _mse(learner, distribution, tasks, (1,))
     key = 1 if learner.uses_steps else None
+    print(
+        f"{name}: query MSE {before[key]:.3f} -> {after[key]:.3f} ({after[key] / before[key]:.2f})"
+    )
     assert after[key] < 0.7 * before[key], f"{name}: query MSE {before} -> {after}"
 
 

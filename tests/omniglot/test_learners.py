@@ -22,7 +22,9 @@ BUDGET = {
     "matching": (40, 4, 0.55),
     "matching-fce": (40, 4, 0.55),
     "soft-nn": (40, 4, 0.55),
-    "maml": (40, 4, 0.4),
+    # 40 updates left MAML at 0.405 (from 0.395) under MKL's AVX512 code path, 0.45-0.48 under
+    # its AVX2/compatible roundings (MKL_CBWR): 60 clear the bar on all three.
+    "maml": (60, 4, 0.4),
     "maml-fo": (40, 4, 0.4),
     "blackbox": (150, 8, 0.4),
     "pretrain": (40, 4, 0.35),
