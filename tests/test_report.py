@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from metagym.cli import main
-from metagym.report.claims import CLAIM_VERDICTS, CONTRADICTED, combine
+from metagym.report.verdicts import CLAIM_VERDICTS, CONTRADICTED, combine
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 

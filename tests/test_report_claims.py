@@ -8,30 +8,29 @@ import numpy as np
 import pytest
 
 from metagym.report.claims import (
-    CONTRADICTED,
-    INCONCLUSIVE,
-    MIXED,
-    SUPPORTED,
-    VERDICTS,
-    Evidence,
     all_claims,
-    both,
     claim_1,
     claim_2,
     claim_3,
     claim_4,
     claim_5,
     claim_6,
+    ood_splits,
+)
+from metagym.report.comparisons import Evidence, normalized, reduction, task_key
+from metagym.report.evidence import shift_levels, with_units
+from metagym.report.intervals import interval_summary
+from metagym.report.render import comparison_table
+from metagym.report.verdicts import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MIXED,
+    SUPPORTED,
+    VERDICTS,
+    both,
     combine,
     decide,
-    interval_summary,
-    normalized,
-    ood_splits,
-    reduction,
-    task_key,
 )
-from metagym.report.evidence import shift_levels, with_units
-from metagym.report.render import comparison_table
 from metagym.stats import Z975, Estimate, normal_quantile, seeds_needed, t_quantile
 
 OMNIGLOT_REFS = {

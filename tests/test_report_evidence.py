@@ -11,17 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from metagym.report.claims import (
-    INCONCLUSIVE,
-    SUPPORTED,
-    all_claims,
-    claim_1,
-    claim_5,
-    claim_6,
-    compute_matched,
-)
+from metagym.report.claims import all_claims, claim_1, claim_5, claim_6
+from metagym.report.compute_matched import compute_matched
 from metagym.report.evidence import gather, with_units
 from metagym.report.render import document, to_markdown
+from metagym.report.verdicts import INCONCLUSIVE, SUPPORTED
 from metagym.results import write_results
 from metagym.scores import SCORES_FILE, summarize, write_scores
 from metagym.stats import Z975, t_quantile

@@ -29,9 +29,11 @@ from metagym.experiment import (
     run,
     run_definition,
 )
-from metagym.report import claims as claims_module
+from metagym.report.claims import all_claims
+from metagym.report.compute_matched import compute_matched
 from metagym.report.evidence import REFERENCES, gather
 from metagym.report.figures import draw
+from metagym.report.intervals import interval_summary
 from metagym.report.plan import DEFAULT_DOMAINS, DOMAIN_OF, Experiment, plan, registered_domains
 from metagym.report.render import document, to_html, to_markdown
 from metagym.results import read_json, read_results, write_json_atomic
@@ -212,10 +214,10 @@ def report(
                 )  # fmt: skip
         began = time.perf_counter()
         evidence = gather(experiments, seed_dirs, registered_domains(only_domains))
-        claims = claims_module.all_claims(evidence)
-        compute = claims_module.compute_matched(evidence)
+        claims = all_claims(evidence)
+        compute = compute_matched(evidence)
         draw(claims, evidence, out_dir / "figures", compute=compute)
-        intervals = claims_module.interval_summary(claims)
+        intervals = interval_summary(claims)
         build_s = time.perf_counter() - began
         parts.append(["report", "", "evidence, claims, figures", "", round(build_s, 1), ""])
         meta = {

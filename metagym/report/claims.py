@@ -1,9 +1,11 @@
 """The six claims of the lecture's trade-off table, each turned into comparisons of measured
-numbers and a verdict computed by a stated rule, plus a compute-matched comparison (training
-query loss at equal meta-training time) that is no claim of its own.
+numbers and a verdict computed by a stated rule.
 
-Everything here is a pure function of :class:`Evidence` (results rows, costs, training curves
-and the registry), so the tests feed it constructed rows. The rules:
+Everything here is a pure function of :class:`~metagym.report.comparisons.Evidence` (results
+rows, costs, training curves and the registry), so the tests feed it constructed rows. Rows
+become estimates and comparisons in :mod:`metagym.report.comparisons`, verdicts follow the rules
+of :mod:`metagym.report.verdicts`; the compute-matched comparison, no claim of its own, is
+:mod:`metagym.report.compute_matched`. The rules:
 
 - **A comparison** is a difference ``d`` oriented so that ``d > 0`` is what the claim says, with
   the half-width ``h`` of its 95% interval: *supported* when ``d - h > 0``, *contradicted* when
@@ -31,471 +33,36 @@ and the registry), so the tests feed it constructed rows. The rules:
 
 from __future__ import annotations
 
-import math
-import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from metagym.paired import orientation
-from metagym.stats import Estimate, ratio, seeds_needed, tasks_needed
-
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
-#: A claim some of whose comparisons support it and others contradict it: not decided either way.
-MIXED = "mixed"
-#: The verdicts of one comparison.
-VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
-#: The verdicts of a claim (overall or per domain): a comparison's, or mixed.
-CLAIM_VERDICTS = (SUPPORTED, CONTRADICTED, MIXED, INCONCLUSIVE)
-FAMILIES = ("gradient", "black-box", "non-parametric")
-COMPARISON_RULE = (
-    "Each comparison is a difference d oriented so that d > 0 is what the claim says, with its "
-    "95% interval half-width h: supported when d - h > 0, contradicted when d + h < 0, else "
-    "inconclusive. h is paired: rows scored on the same tasks are compared task by task (one "
-    "seed), or seed by seed (several seeds: Student-t across seeds of the per-seed differences); "
-    "the independent interval sqrt(h_a^2 + h_b^2) and its verdict are shown beside it."
+from metagym.report.comparisons import (
+    Evidence,
+    comparison,
+    domain_of,
+    family_of,
+    half_width,
+    learned,
+    learners_of,
+    normalized_row,
+    oriented,
+    reduction,
+    representative,
+    row_at,
+    value,
 )
-CLAIM_RULE = (
-    "The claim is supported when at least one comparison supports it and none contradicts it, "
-    "contradicted when at least one contradicts it and none supports it, mixed when some "
-    "support it and others contradict it, else inconclusive (none decided). Mixed is not decided "
-    "either way."
+from metagym.report.verdicts import (
+    CLAIM_RULE,
+    CONTRADICTED,
+    FAMILIES,
+    INCONCLUSIVE,
+    SUPPORTED,
+    both,
+    by_domain,
+    claim_record,
+    combine,
 )
-
-
-# -- numbers with intervals -------------------------------------------------------------------------
-def decide(d: float | None, h: float | None) -> str:
-    """The verdict of one comparison (see the module docstring); None: inconclusive."""
-    if d is None or h is None or not math.isfinite(d) or not math.isfinite(h):
-        return INCONCLUSIVE
-    if d - h > 0:
-        return SUPPORTED
-    if d + h < 0:
-        return CONTRADICTED
-    return INCONCLUSIVE
-
-
-def combine(verdicts: Iterable[str]) -> str:
-    """A claim's verdict from its comparisons' verdicts (see the module docstring)."""
-    verdicts = list(verdicts)
-    supports, contradicts = SUPPORTED in verdicts, CONTRADICTED in verdicts
-    if supports and not contradicts:
-        return SUPPORTED
-    if contradicts and not supports:
-        return CONTRADICTED
-    return MIXED if supports else INCONCLUSIVE
-
-
-def both(first: str, second: str) -> str:
-    """Two parts that must both hold: supported if both are, contradicted if either is, else
-    mixed if either is, else inconclusive."""
-    if CONTRADICTED in (first, second):
-        return CONTRADICTED
-    if first == second == SUPPORTED:
-        return SUPPORTED
-    return MIXED if MIXED in (first, second) else INCONCLUSIVE
-
-
-#: The kinds of sampling unit of the report's estimates: the first entry of their keys.
-TASKS, SEEDS, CHUNKS = "tasks", "seeds", "chunks"
-
-
-def task_key(group: str, seed: Any, split: str, task_group: str | None, tasks: Sequence[int]):
-    """The unit key of a row scored on ``tasks`` (indices into the split's evaluation stream) of
-    run ``group`` and ``seed``: rows with the same key are on the same tasks, in the same order."""
-    return (TASKS, group, repr(seed), split, task_group, len(tasks), hash(tuple(tasks)))
-
-
-def seed_key(group: str) -> tuple:
-    """The unit key of per-seed values of run ``group`` (the seeds in ``--seeds`` order)."""
-    return (SEEDS, group)
-
-
-def unit_keys(estimate: Estimate) -> dict[tuple, int]:
-    """The report's sampling-unit keys of ``estimate`` (tasks, seeds, chunks of training) with
-    their numbers of units; independent rows and constants have none."""
-    return {
-        k: n
-        for k, n in estimate.n_units().items()
-        if isinstance(k, tuple) and k and k[0] in (TASKS, SEEDS, CHUNKS)
-    }
-
-
-def half_width(estimate: Estimate) -> float | None:
-    """The paired 95% half-width (None where infinite: one seed at the seed level)."""
-    h = estimate.half_width()
-    return h if math.isfinite(h) else None
-
-
-def normalized(score: Estimate, trivial: Estimate, oracle: Estimate) -> Estimate | None:
-    """``(score - trivial) / (oracle - trivial)``: the fraction of the gap between the trivial
-    baseline and the oracle that a learner closes (1: the oracle, 0: the trivial baseline), by
-    the delta method (:func:`metagym.stats.ratio`, terms of shared tasks pair); None when the gap
-    is zero."""
-    return ratio(score - trivial, oracle - trivial)
-
-
-def reduction(before: Estimate, after: Estimate) -> Estimate | None:
-    """``1 - after / before``: the fraction of an error removed (delta method); None when
-    ``before`` is not positive."""
-    if before.mean <= 0:
-        return None
-    r = ratio(after, before)
-    return None if r is None else 1 - r
-
-
-def effect_size(d: Estimate) -> float | None:
-    """``d / (SE * sqrt(n))``, n the largest number of units: Cohen's d_z of a paired
-    difference (mean over the standard deviation of the per-unit differences); None without
-    units or spread."""
-    units = unit_keys(d)
-    variance = d.variance()
-    if not units or variance <= 0:
-        return None
-    return d.mean / math.sqrt(variance * max(units.values()))
-
-
-def per_seed_values(d: Estimate) -> np.ndarray | None:
-    """The per-seed values of ``d`` (mean + the seed-level terms; seed i of every run is the same
-    ``--seeds`` entry); None without seed-level units."""
-    terms = [np.asarray(d.terms[k]) for k in unit_keys(d) if k[0] == SEEDS]
-    if not terms or len({t.size for t in terms}) > 1:
-        return None
-    return d.mean + np.sum(terms, axis=0)
-
-
-def _pairing(a: Estimate, b: Estimate) -> str:
-    """How ``a - b`` was judged: ``"tasks"`` / ``"seeds"`` (paired on shared units), else why
-    not."""
-    ka, kb = unit_keys(a), unit_keys(b)
-    shared = set(ka) & set(kb)
-    if shared:
-        return "+".join(sorted({k[0] for k in shared}))
-    if not a.terms and not b.terms:
-        return "independent: exact numbers"
-    if (a.terms and not ka) or (b.terms and not kb):
-        return "independent: no per-task scores"
-    return "independent: different units"
-
-
-# -- the evidence -----------------------------------------------------------------------------------
-@dataclass
-class Evidence:
-    """What the claims are computed from.
-
-    Attributes:
-        rows: results rows (the common schema) with ``group`` (``experiment/variant``: rows of one
-            group are scored on the same tasks; the row's own task group, Meta-World's env, is
-            ``task_group``), ``primary`` (claims 1, 2, 5, 6 read primary groups), ``source``
-            (``"main"``, or ``"sweep"`` for Omniglot's step sweep), ``report_steps`` (the
-            learner's reported step count, None: the largest) and, where known, ``units`` (the
-            per-task scores in task order, or the per-seed means), ``unit_key`` and
-            ``seed_level`` (:func:`value` makes them an :class:`Estimate`).
-        costs: per learner and group: ``domain, group, learner, family, iterations, meta_batch,
-            train_s, per_update_s, per_update_ci95, growth_mb, peak_mb, memory_measure`` and,
-            where known, ``per_update_units`` / ``per_update_key`` / ``per_update_seed_level``
-            (seconds per meta-update of each logged chunk, or per seed).
-        training: per learner, group and seed: ``domain, group, learner, family, seed`` (index),
-            ``loss_column`` (None: no query loss logged), ``seconds`` (cumulative meta-training
-            seconds at each logged point) and ``loss``.
-        recipes: domain -> family -> registered learner names (the registry).
-        sequence_models: domain -> black-box learner -> its sequence model (``"lstm"``,
-            ``"gru"``, ``"transformer"``: the recipes' ``sequence_model``); a domain without an
-            entry reads :data:`DEFAULT_SEQUENCE_MODELS`.
-        shifts: domain -> shifted split -> (kind, level rank 1..n, mild to strong).
-        references: domain -> ``{"trivial": ..., "oracle": ...}``, each ``{"learner", "steps"}``
-            (a learner's row, ``steps`` ``"reported"`` or a count) or ``{"value"}`` (a constant
-            such as chance accuracy), with a ``"label"``.
-        domains: the domains the report covers (claim 4 lists every one of them).
-        kinds: domain -> ``"classification"``, ``"regression"`` or ``"reinforcement learning"``.
-        notes: what the report should say about the evidence (rows without per-task scores).
-    """
-
-    rows: list[dict[str, Any]]
-    costs: list[dict[str, Any]] = field(default_factory=list)
-    training: list[dict[str, Any]] = field(default_factory=list)
-    recipes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    sequence_models: dict[str, dict[str, str]] = field(default_factory=dict)
-    shifts: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
-    references: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    domains: tuple[str, ...] = ("sinusoid", "omniglot", "rl")
-    kinds: dict[str, str] = field(
-        default_factory=lambda: {
-            "sinusoid": "regression",
-            "omniglot": "classification",
-            "rl": "reinforcement learning",
-        }
-    )
-    notes: list[str] = field(default_factory=list)
-
-    def groups(self, primary_only: bool = True) -> list[str]:
-        return list(
-            dict.fromkeys(
-                r["group"] for r in self.rows if r.get("primary", True) or not primary_only
-            )
-        )
-
-    def of(self, group: str, source: str = "main") -> list[dict[str, Any]]:
-        """The rows of ``group`` and ``source`` that the claims read (:func:`scored`)."""
-        return scored(
-            [r for r in self.rows if r["group"] == group and r.get("source", "main") == source]
-        )
-
-
-#: The metric the claims read where a run scores several (Meta-World: success rate and return),
-#: in order of preference; a run with another single metric uses it.
-SCORED_METRICS = ("success", "accuracy", "mse", "return")
-
-
-def scored(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows over all tasks (``task_group`` None or ``"all"``: Meta-World's per-env rows are
-    left out) of one metric: the first of :data:`SCORED_METRICS` present, else the first met."""
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    metric = next((m for m in SCORED_METRICS if m in metrics), metrics[0] if metrics else None)
-    return [r for r in rows if r["metric"] == metric and r.get("task_group") in (None, "all")]
-
-
-def sign(row: dict[str, Any]) -> int:
-    """+1 where higher is better (accuracy, return, success), -1 for errors (mse)."""
-    return orientation(row["metric"])
-
-
-def row_identity(row: dict[str, Any]) -> tuple:
-    """What identifies a row of the evidence (the key of its independent estimate)."""
-    fields = ("group", "source", "learner", "split", "steps", "metric", "task_group")
-    return ("row", *(repr(row.get(k)) for k in fields))
-
-
-def value(row: dict[str, Any] | None) -> Estimate | None:
-    """The row's mean with what its uncertainty is made of: its units (tasks or seeds) when
-    known, else its interval as an independent estimate; None for a missing or diverged row."""
-    if row is None or row.get("diverged") or row.get("mean") is None:
-        return None
-    if row.get("units"):
-        within = {key: scores for key, scores in row.get("within") or ()}
-        return Estimate.of_units(
-            row["units"],
-            tuple(row["unit_key"]),
-            seed_level=bool(row.get("seed_level")),
-            within=within,
-        )
-    return Estimate.independent(
-        float(row["mean"]), float(row.get("ci95") or 0.0), key=row_identity(row)
-    )
-
-
-def learners_of(rows: Sequence[dict[str, Any]], family: str | None = None) -> list[str]:
-    return list(
-        dict.fromkeys(r["learner"] for r in rows if family is None or r.get("family") == family)
-    )
-
-
-def family_of(rows: Sequence[dict[str, Any]], learner: str) -> str | None:
-    return next((r.get("family") for r in rows if r["learner"] == learner), None)
-
-
-def row_at(
-    rows: Sequence[dict[str, Any]], learner: str, split: str, steps: Any = "reported"
-) -> dict[str, Any] | None:
-    """The row of ``learner`` on ``split`` at ``steps`` (``"reported"``: the stepless row, else
-    the learner's ``report_steps``, else its largest step count; ``"max"``: the largest)."""
-    mine = [r for r in rows if r["learner"] == learner and r["split"] == split]
-    if not mine:
-        return None
-    if steps in ("reported", "max"):
-        stepless = [r for r in mine if r["steps"] is None]
-        if stepless:
-            return stepless[0]
-        wanted = mine[0].get("report_steps") if steps == "reported" else None
-        steps = wanted if wanted is not None else max(r["steps"] for r in mine)
-    return next((r for r in mine if r["steps"] == steps), None)
-
-
-def oriented(row: dict[str, Any] | None) -> Estimate | None:
-    """The row's estimate with higher always better (errors negated)."""
-    v = value(row)
-    return None if v is None else sign(row) * v
-
-
-def representative(rows: Sequence[dict[str, Any]], family: str, split: str = "test") -> str | None:
-    """The family's learner with the best reported score on ``split`` (None: none ran or all
-    diverged)."""
-    best, best_value = None, -math.inf
-    for learner in learners_of(rows, family):
-        v = oriented(row_at(rows, learner, split))
-        if v is not None and v.mean > best_value:
-            best, best_value = learner, v.mean
-    return best
-
-
-def reference(
-    ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, which: str, split: str
-) -> Estimate | None:
-    """The trivial or oracle reference on ``split`` (None when not measured)."""
-    spec = ev.references.get(domain, {}).get(which)
-    if spec is None:
-        return None
-    if "value" in spec:
-        return Estimate.constant(float(spec["value"]))
-    return value(row_at(rows, spec["learner"], split, spec.get("steps", "reported")))
-
-
-def normalized_row(
-    ev: Evidence, rows: Sequence[dict[str, Any]], domain: str, learner: str, split: str
-) -> Estimate | None:
-    """The learner's reported score on ``split`` as a fraction of the trivial-to-oracle gap."""
-    score = value(row_at(rows, learner, split))
-    trivial = reference(ev, rows, domain, "trivial", split)
-    oracle = reference(ev, rows, domain, "oracle", split)
-    if score is None or trivial is None or oracle is None:
-        return None
-    return normalized(score, trivial, oracle)
-
-
-#: A normalized score must exceed this (beyond its interval) to count as learned: accuracies of
-#: float32 predictions at chance differ from 1 / ways by ~1e-9.
-LEARNED_MARGIN = 1e-6
-
-
-def learned(
-    ev: Evidence,
-    rows: Sequence[dict[str, Any]],
-    domain: str,
-    learner: str,
-    *,
-    unpaired: bool = False,
-) -> bool:
-    """True when the learner's normalized ``test`` score lies above 0 (beats the trivial
-    baseline), by the paired interval or (``unpaired``) the independent one; True when no
-    references exist to tell (nothing to check against)."""
-    if domain not in ev.references:
-        return True
-    n = normalized_row(ev, rows, domain, learner, "test")
-    if n is None:
-        return False
-    h = n.unpaired if unpaired else n.half_width()
-    return n.mean - h > LEARNED_MARGIN
-
-
-def comparison(
-    domain: str,
-    group: str,
-    what: str,
-    a: Estimate | None = None,
-    b: Estimate | None = None,
-    *,
-    note: str = "",
-    verdict: str = "",
-    verdict_unpaired: str = "",
-    interval: bool = True,
-) -> dict[str, Any]:
-    """One row of a claim's numbers: the oriented difference ``d = a - b`` (None when either is
-    missing), its paired and unpaired 95% half-widths and verdicts, whether it paired, its
-    effect size, and, inconclusive, the tasks (one seed) or seeds (several) a paired test would
-    need to decide at 80% power at the observed effect and spread. ``verdict`` /
-    ``verdict_unpaired`` force a verdict (the unpaired one follows the forced paired one);
-    ``interval=False``: the difference is shown with no interval and no verdict."""
-    out = {
-        "domain": domain,
-        "group": group,
-        "what": what,
-        "value": None,
-        "ci95": None,
-        "ci95_unpaired": None,
-        "verdict": verdict or INCONCLUSIVE,
-        "verdict_unpaired": verdict_unpaired or verdict or INCONCLUSIVE,
-        "paired": False,
-        "pairing": None,
-        "effect_size": None,
-        "tasks_needed": None,
-        "seeds_needed": None,
-        "note": note,
-    }
-    if a is None or b is None:
-        return out
-    d = a - b
-    pairing = _pairing(a, b)
-    out.update(value=d.mean, paired=not pairing.startswith("independent"), pairing=pairing)
-    if not interval:
-        return {**out, "verdict": None, "verdict_unpaired": None}
-    h, u = half_width(d), d.unpaired if math.isfinite(d.unpaired) else None
-    out.update(
-        ci95=h,
-        ci95_unpaired=u,
-        effect_size=effect_size(d),
-        verdict=verdict or decide(d.mean, h),
-        verdict_unpaired=verdict_unpaired or verdict or decide(d.mean, u),
-    )
-    if out["verdict"] == INCONCLUSIVE:
-        if any(k[0] == TASKS for k in unit_keys(d)):
-            out["tasks_needed"] = tasks_needed(d)
-        seeds = per_seed_values(d)
-        if seeds is not None and seeds.size >= 2:
-            out["seeds_needed"] = seeds_needed(seeds)
-    return out
-
-
-def domain_of(rows: Sequence[dict[str, Any]]) -> str:
-    return rows[0]["domain"] if rows else ""
-
-
-def verdicts_of(comparisons: Sequence[dict[str, Any]], key: str = "verdict") -> list[str]:
-    """The verdicts (``key``: ``"verdict"`` or ``"verdict_unpaired"``) of the comparisons that
-    have one."""
-    return [c[key] for c in comparisons if c[key] is not None]
-
-
-def counts_of(verdicts: Sequence[str]) -> dict[str, int]:
-    return {v: list(verdicts).count(v) for v in VERDICTS}
-
-
-def by_domain(comparisons: Sequence[dict[str, Any]], rule=None) -> dict[str, dict[str, Any]]:
-    """Per domain: ``{"verdict", "verdict_unpaired", "counts", "counts_unpaired"}`` by
-    :func:`combine` over that domain's comparisons (``rule(comparisons, key) -> verdict``
-    instead, where given); a domain whose comparisons carry no verdict gets None."""
-    out = {}
-    for domain in dict.fromkeys(c["domain"] for c in comparisons):
-        mine = [c for c in comparisons if c["domain"] == domain]
-        entry = {}
-        for key, suffix in (("verdict", ""), ("verdict_unpaired", "_unpaired")):
-            verdicts = verdicts_of(mine, key)
-            if rule is not None:
-                entry[key] = rule(mine, key)
-            else:
-                entry[key] = combine(verdicts) if verdicts else None
-            entry["counts" + suffix] = counts_of(verdicts)
-        out[domain] = entry
-    return out
-
-
-def _claim(
-    number: int | None,
-    title: str,
-    rule: str,
-    comparisons: list[dict],
-    *,
-    verdict: str = "",
-    verdict_unpaired: str = "",
-    domains: dict | None = None,
-    **extra,
-) -> dict[str, Any]:
-    verdicts = verdicts_of(comparisons)
-    unpaired = verdicts_of(comparisons, "verdict_unpaired")
-    return {
-        "id": number,
-        "title": title,
-        "rule": rule,
-        "verdict": verdict or (combine(verdicts) if verdicts or comparisons == [] else None),
-        "verdict_unpaired": verdict_unpaired
-        or (combine(unpaired) if unpaired or comparisons == [] else None),
-        "counts": counts_of(verdicts),
-        "counts_unpaired": counts_of(unpaired),
-        "domains": by_domain(comparisons) if domains is None else domains,
-        "comparisons": comparisons,
-        **extra,
-    }
+from metagym.stats import Estimate
 
 
 # -- claim 1 ----------------------------------------------------------------------------------------
@@ -567,7 +134,7 @@ def claim_1(ev: Evidence) -> dict[str, Any]:
                         "test_time_lever": axis,
                     }
                 )
-    return _claim(
+    return claim_record(
         1,
         "Gradient-based learners keep improving with more test-time gradient steps; black-box "
         "and non-parametric learners have no such lever",
@@ -662,7 +229,7 @@ def claim_2(ev: Evidence) -> dict[str, Any]:
                         verdict_unpaired=forced or "",
                     )
                 )
-    return _claim(
+    return claim_record(
         2,
         "Gradient-based learners generalize better out of distribution than black-box learners",
         "per run and shifted split, each family is represented by its best learner on test; a "
@@ -764,7 +331,7 @@ def claim_3(ev: Evidence) -> dict[str, Any]:
                     verdict_unpaired=forced or "",
                 )
             )  # fmt: skip
-    return _claim(
+    return claim_record(
         3,
         "Black-box learners are hard to scale to more shots",
         "per domain with several numbers of shots K, each family is represented by its best "
@@ -875,7 +442,7 @@ def claim_4(ev: Evidence) -> dict[str, Any]:
             if ev.kinds.get(domain) == "classification"
             else "applicability only: strength is measured on classification runs, none here"
         )
-    return _claim(
+    return claim_record(
         4,
         "Non-parametric learners are strong for classification but do not apply to regression "
         "or RL",
@@ -958,7 +525,7 @@ def claim_5(ev: Evidence) -> dict[str, Any]:
                 f"meta-batch {trained[g].get('meta_batch')} vs {trained[other].get('meta_batch')}"
             )
             comparisons.append(comparison(domain, group, what, a, b, note=note))
-    return _claim(
+    return claim_record(
         5,
         "Gradient-based meta-training costs more",
         "per primary run, each family is represented by its best meta-trained learner on test; "
@@ -1046,7 +613,7 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
                 )
                 continue
             comparisons.append(comparison(domain, group, what, a, b, note=note))
-    return _claim(
+    return claim_record(
         6,
         "A better sequence model makes a better black-box learner (transformer against LSTM or GRU)",
         "per primary run where the domain has an attention-based and a recurrent black-box "
@@ -1059,167 +626,9 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
     )
 
 
-# -- compute-matched -------------------------------------------------------------------------------
-def loss_at(curve: dict[str, Any], seconds: float) -> float | None:
-    """The loss of the last logged point at or before ``seconds`` of meta-training (None: none)."""
-    last = None
-    for t, loss in zip(curve["seconds"], curve["loss"], strict=True):
-        if t > seconds * (1 + 1e-9):
-            break
-        last = loss
-    return last
-
-
-COMPUTE_STATEMENT = (
-    "At equal meta-training time, the gradient-based representative reaches a lower query loss "
-    "on its training meta-batches than the black-box (and non-parametric) representative"
-)
-
-
-def compute_matched(ev: Evidence) -> dict[str, Any]:
-    """Training query loss of each family's representative at equal meta-training time: per
-    primary run and seed, T = the shorter of the two trainings (cumulative seconds from
-    ``metrics.csv``), each learner's loss at its last logged point at or before T; with several
-    seeds the interval is across seeds (paired seed by seed), with one there is none."""
-    comparisons, pairs, skipped = [], [], []
-    for group in ev.groups():
-        rows = ev.of(group)
-        domain = domain_of(rows)
-        curves: dict[str, list[dict]] = {}
-        for curve in (t for t in ev.training if t["group"] == group):
-            curves.setdefault(curve["learner"], []).append(curve)
-        usable = {
-            n: sorted(c, key=lambda t: t["seed"])
-            for n, c in curves.items()
-            if all(t["loss_column"] and t["loss"] for t in c)
-        }
-        skipped += [
-            {"group": group, "learner": n, "family": c[0]["family"]}
-            for n, c in curves.items()
-            if n not in usable and c[0]["family"] in FAMILIES
-        ]
-        mine = [r for r in rows if r["learner"] in usable]
-        g = representative(mine, "gradient")
-        if g is None:
-            continue
-        for family in ("black-box", "non-parametric"):
-            other = representative(mine, family)
-            if other is None:
-                continue
-            seeds = list(zip(usable[g], usable[other], strict=False))
-            times = [min(a["seconds"][-1], b["seconds"][-1]) for a, b in seeds]
-            losses = [
-                (loss_at(a, t), loss_at(b, t)) for (a, b), t in zip(seeds, times, strict=True)
-            ]
-            what = f"query loss at equal training time: {other} ({family}) - {g} (gradient)"
-            pair = {
-                "domain": domain,
-                "group": group,
-                "gradient": g,
-                "other": other,
-                "family": family,
-                "seconds": times,
-                "loss_gradient": [x for x, _ in losses],
-                "loss_other": [y for _, y in losses],
-                "loss_columns": [usable[g][0]["loss_column"], usable[other][0]["loss_column"]],
-            }
-            pairs.append(pair)
-            if any(x is None or y is None for x, y in losses):
-                comparisons.append(
-                    comparison(domain, group, what, note="no logged point by the shorter time")
-                )
-                continue
-            key = seed_key(group)
-            if len(losses) == 1:
-                a, b = Estimate.constant(-losses[0][0]), Estimate.constant(-losses[0][1])
-                comparisons.append(
-                    comparison(
-                        domain, group, what, a, b, interval=False, note="one seed: no interval"
-                    )
-                )
-                continue
-            a = Estimate.of_units([-x for x, _ in losses], key, seed_level=True)
-            b = Estimate.of_units([-y for _, y in losses], key, seed_level=True)
-            comparisons.append(comparison(domain, group, what, a, b))
-    return _claim(
-        None,
-        "Compute-matched: training query loss at equal meta-training time",
-        "per primary run, each family is represented by its best learner on test among those "
-        "that log a query loss on their training meta-batches (losses/query_after_adaptation "
-        "for the MAML family, losses/query for the others); T = the shorter of the two "
-        "meta-trainings (cumulative seconds from metrics.csv's iterations per second), each "
-        "learner's loss is that of its last logged point at or before T, and d = loss of the "
-        "black-box (or non-parametric) representative - loss of the gradient one (d > 0: the "
-        "gradient learner is lower). With several seeds the interval is the Student-t interval "
-        "across seeds of the per-seed differences; with one seed the difference is shown with "
-        "no interval and no verdict. It is no claim of the lecture's table: it enters no "
-        "claim's verdict. " + CLAIM_RULE.replace("The claim", "The statement"),
-        comparisons,
-        statement=COMPUTE_STATEMENT,
-        pairs=pairs,
-        skipped=skipped,
-    )
-
-
 CLAIMS = (claim_1, claim_2, claim_3, claim_4, claim_5, claim_6)
 
 
 def all_claims(ev: Evidence) -> list[dict[str, Any]]:
     """Every claim's numbers and verdict."""
     return [claim(ev) for claim in CLAIMS]
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def _width_medians(widths: Sequence[tuple[float, float]]) -> dict[str, Any]:
-    """Of (paired, unpaired) half-widths: how many, both medians and the median of the ratios."""
-    return {
-        "n_comparisons": len(widths),
-        "median_ci95": _median([h for h, _ in widths]),
-        "median_ci95_unpaired": _median([u for _, u in widths]),
-        "median_ratio": _median([h / u for h, u in widths if u > 0]),
-    }
-
-
-def interval_summary(claims: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """How the paired rule compares with the unpaired one over ``claims``: the median paired and
-    unpaired half-widths over the comparisons that have both (their ratio, and the median of
-    the per-comparison ratios), how many comparisons paired, and how many claims and (claim,
-    domain) pairs each rule decides (supported or contradicted). ``by_claim_domain``: the same
-    medians per (claim, domain), which say where pairing removes a shared effect and where not."""
-    widths = {}  # (claim, domain) -> [(paired, unpaired)], in the claims' order
-    for claim in claims:
-        for c in claim["comparisons"]:
-            if c["ci95"] is not None and c["ci95_unpaired"] is not None:
-                widths.setdefault((claim["id"], c["domain"]), []).append(
-                    (c["ci95"], c["ci95_unpaired"])
-                )
-    overall = _width_medians([w for ws in widths.values() for w in ws])
-    paired_median, unpaired_median = overall["median_ci95"], overall["median_ci95_unpaired"]
-    decided = {}
-    for key, name in (("verdict", "paired"), ("verdict_unpaired", "unpaired")):
-        decided[name] = {
-            "claims": sum(c[key] in (SUPPORTED, CONTRADICTED) for c in claims),
-            "claim_domains": sum(
-                d[key] in (SUPPORTED, CONTRADICTED) for c in claims for d in c["domains"].values()
-            ),
-            "comparisons": sum(
-                x[key] in (SUPPORTED, CONTRADICTED) for c in claims for x in c["comparisons"]
-            ),
-        }
-    return {
-        **overall,
-        "n_paired": sum(c["paired"] for claim in claims for c in claim["comparisons"]),
-        "ratio_of_medians": paired_median / unpaired_median
-        if paired_median is not None and unpaired_median
-        else None,
-        "n_claims": len(claims),
-        "n_claim_domains": sum(len(c["domains"]) for c in claims),
-        "decided": decided,
-        "by_claim_domain": [
-            {"claim": claim_id, "domain": domain, **_width_medians(ws)}
-            for (claim_id, domain), ws in widths.items()
-        ],
-    }

@@ -1,4 +1,4 @@
-"""From the runs' files to :class:`~metagym.report.claims.Evidence`: rows (aggregated over seeds
+"""From the runs' files to :class:`~metagym.report.comparisons.Evidence`: rows (aggregated over seeds
 when there are several), Omniglot's step sweep, per-learner costs and training curves, the
 registry's families, the shift levels of each split and the references that normalize scores.
 
@@ -34,7 +34,7 @@ from metagym import domains
 from metagym.aggregate import aggregate_rows
 from metagym.metrics_log import read_metrics
 from metagym.paired import in_cell, learner_scores
-from metagym.report.claims import CHUNKS, Evidence, half_width, seed_key, task_key
+from metagym.report.comparisons import CHUNKS, Evidence, half_width, seed_key, task_key
 from metagym.results import read_results
 from metagym.scores import SCORES_FILE
 from metagym.stats import Estimate

@@ -6,14 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from metagym.plots.common import hide_unused, panel_grid, plt, save_figure
-from metagym.report.claims import (
-    Evidence,
-    learners_of,
-    ood_splits,
-    row_at,
-    sequence_pair,
-    value,
-)
+from metagym.report.claims import ood_splits, sequence_pair
+from metagym.report.comparisons import Evidence, learners_of, row_at, value
 
 FAMILY_COLOURS = {
     "gradient": "tab:blue",

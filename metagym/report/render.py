@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metagym.report.claims import CLAIM_RULE, CLAIM_VERDICTS, COMPARISON_RULE, VERDICTS
+from metagym.report.verdicts import CLAIM_RULE, CLAIM_VERDICTS, COMPARISON_RULE, VERDICTS
 
 Block = tuple[str, Any]
 
