@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c constraints.txt
 OUT ?= runs/sinusoid
 
-.PHONY: run test test-slow lint format bench clean
+.PHONY: test-codepaths run test test-slow lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: $(VENV)/.installed-test
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow
+
+# The learning tests' bars hold on one rounding only if they hold on all: MKL, ATen and oneDNN pick
+# their kernels by CPU (an AVX512 Xeon and an AMD EPYC give different numbers), so run them on each.
+LEARNING_TESTS = tests/test_learners_learn.py tests/omniglot/test_learners.py tests/rl/test_learners_improve.py
+test-codepaths: $(VENV)/.installed-test
+	$(PY) -m pytest -q $(LEARNING_TESTS)
+	MKL_CBWR=COMPATIBLE $(PY) -m pytest -q $(LEARNING_TESTS)
+	ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2 $(PY) -m pytest -q $(LEARNING_TESTS)
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
