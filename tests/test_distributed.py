@@ -6,7 +6,6 @@ This file is also the torchrun worker: ``torchrun --nproc-per-node 2 tests/test_
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from metagym.nets import mlp
 from metagym.seeding import build_seeded
 from metagym.tasks import SinusoidTasks
 from metagym.train import TrainConfig, train
+from tests.torchrun import metrics_rows, torchrun_two
 
 # meta-batch 5 on 2 ranks: shares of 2 and 3 tasks, so the gradient weighting matters.
 CONFIG = dict(meta_batch=5, seed=3, log_every=2, checkpoint_every=2)
@@ -95,24 +95,8 @@ def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(checkpoint)["learner"]["model"]
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_two_gloo_processes_match_a_single_process_run(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        __file__,
-        str(tmp_path / "multi"),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    torchrun_two(__file__, str(tmp_path / "multi"))
     # A learner that bypasses its optimizer is refused instead of drifting apart across ranks.
     assert (tmp_path / "multi" / "done").read_text() == "refused"
 
@@ -127,8 +111,8 @@ def test_two_gloo_processes_match_a_single_process_run(tmp_path):
             changed |= not torch.equal(want[key], _learner(name).state_dict()[key])
         assert changed, "training did not move the weights"
         # Only rank 0 wrote the metrics; they are the whole meta-batch's averages.
-        rows_single = _rows(tmp_path / "single" / name / "metrics.csv")
-        rows_multi = _rows(tmp_path / "multi" / name / "metrics.csv")
+        rows_single = metrics_rows(tmp_path / "single" / name / "metrics.csv")
+        rows_multi = metrics_rows(tmp_path / "multi" / name / "metrics.csv")
         assert [r["iteration"] for r in rows_multi] == [r["iteration"] for r in rows_single]
         for a, b in zip(rows_single, rows_multi, strict=True):
             key = "losses/query_after_adaptation"
@@ -148,20 +132,12 @@ if __name__ == "__main__":
 def test_the_metagym_command_under_torchrun_matches_one_process(tmp_path):
     """``torchrun -m metagym run ...``: rank 0 writes and prints; the numbers are those of one
     process up to the order of the all-reduced sums."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
     args = ["run", "sinusoid", "--profile", "tiny", "--learners", "maml,oracle", "--no-progress"]
     multi, single = tmp_path / "multi", tmp_path / "single"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    done = subprocess.run(
-        [*torchrun, "-m", "metagym", *args, "--out", str(multi)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = torchrun_two("-m", "metagym", *args, "--out", str(multi), timeout=300)
     assert done.stdout.count("table: ") == 1  # printed by rank 0 only
     one = [sys.executable, "-m", "metagym", *args, "--jobs", "1", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
     subprocess.run([*one, "--out", str(single)], env=env, check=True, capture_output=True)
     rows = {
         path: {

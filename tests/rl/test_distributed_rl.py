@@ -8,9 +8,6 @@ OUT``.
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from metagym.rl.policies import make_policy
 from metagym.seeding import build_seeded
 from metagym.tasks.gym import GymTaskDistribution
 from metagym.train import TrainConfig, train
+from tests.torchrun import metrics_rows, torchrun_two
 
 NAV = "metagym/Navigation2D-v0"
 # meta-batch 3 on 2 ranks: shares of 1 and 2 tasks, so the weighting of the averages matters.
@@ -66,24 +64,8 @@ def _worker(out: Path) -> None:
         (out / "done").write_text("done")
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_two_gloo_processes_give_the_single_process_weights(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        __file__,
-        str(tmp_path / "multi"),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    torchrun_two(__file__, str(tmp_path / "multi"))
     assert (tmp_path / "multi" / "done").exists()
 
     for name in TRAIN_STEPS:
@@ -93,8 +75,8 @@ def test_two_gloo_processes_give_the_single_process_weights(tmp_path):
         for key in single:
             torch.testing.assert_close(multi[key], single[key], rtol=1e-9, atol=1e-9, msg=key)
         # Only rank 0 wrote metrics: the whole meta-batch's, and every TRPO step was taken.
-        rows_single = _rows(tmp_path / "single" / name / "metrics.csv")
-        rows_multi = _rows(tmp_path / "multi" / name / "metrics.csv")
+        rows_single = metrics_rows(tmp_path / "single" / name / "metrics.csv")
+        rows_multi = metrics_rows(tmp_path / "multi" / name / "metrics.csv")
         assert len(rows_multi) == len(rows_single) == ITERATIONS
         for a, b in zip(rows_single, rows_multi, strict=True):
             assert float(a["trpo/step_fraction"]) > 0, f"{name}: no step was accepted"
