@@ -121,3 +121,45 @@ def test_compiled_learner_copies_and_trains_like_vmap():
         vmap.meta_train_step(tasks)
     for a, b in zip(compiled.model.parameters(), vmap.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def _eager(monkeypatch, change=lambda g: g):
+    """Make ``backend="compiled"`` run its function uncompiled, its gradients passed through
+    ``change``: what a wrong kernel from the inductor cache would return."""
+
+    def compile(function, **_):
+        def run(params, rates, data):
+            grads, rate_grads, query, support = function(params, rates, data)
+            return {n: change(g) for n, g in grads.items()}, rate_grads, query, support
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile)
+
+
+@pytest.mark.parametrize(
+    "change", [lambda g: g * (1 + 1e-6), lambda g: g * float("nan")], ids=["off", "nan"]
+)
+def test_a_compiled_meta_gradient_unlike_the_vmap_backends_is_refused(monkeypatch, change):
+    _eager(monkeypatch, change)
+    learner = MAML(_net(), inner_lr=0.1, backend="compiled")
+    with pytest.raises(RuntimeError, match="TORCHINDUCTOR_CACHE_DIR"):
+        learner.compute_meta_gradients(_tasks())
+
+
+def test_the_check_runs_once_and_leaves_the_gradients_as_a_backward_pass_would(monkeypatch):
+    _eager(monkeypatch)
+    tasks = _tasks()
+    learner = MAML(_net(), inner_lr=0.1, backend="compiled")
+    reference = MAML(_net(), inner_lr=0.1, backend="vmap")
+    reference.compute_meta_gradients(tasks)
+    for p in learner.parameters():
+        p.grad = torch.ones_like(p)
+    calls = []
+    batched = learner._meta_gradients_batched
+    monkeypatch.setattr(learner, "_meta_gradients_batched", lambda t: calls.append(1) or batched(t))
+    learner.compute_meta_gradients(tasks)
+    for p, r in zip(learner.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, 1 + r.grad, rtol=1e-12, atol=1e-12)
+    learner.compute_meta_gradients(tasks)
+    assert calls == [1]

@@ -20,6 +20,7 @@ Notes measured with torch 2.13 + higher 0.2.1 (see DESIGN.md):
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,6 +71,14 @@ def _task_chunks(data: Any, tasks: int, size: int | None) -> Iterator[Any]:
         yield tree_map(lambda x, start=start: x[start : start + size], data)
 
 
+#: How far (relative to the largest entry) the compiled backend's first meta-gradient may be from
+#: the vmap backend's, per dtype: rounding differs by reassociation, a wrong kernel by far more.
+COMPILED_TOLERANCE = {
+    torch.float64: 1e-8,
+    torch.float32: 1e-3,
+    torch.float16: 5e-2,
+    torch.bfloat16: 5e-2,
+}
 #: MAML learner -> {(train_steps, first_order): its compiled meta-gradient} (kept outside the
 #: learner, which is deep-copied and pickled).
 _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
@@ -728,7 +737,8 @@ class MAML(Learner):
 
         key = (self.train_steps, self.first_order)
         compiled = _COMPILED.setdefault(self, {})
-        if key not in compiled:
+        first_call = key not in compiled
+        if first_call:
             compiled[key] = compiled_meta_gradient(self)
         data = self.batch_tasks([self.featurize(t) for t in tasks])
         named = dict(self.model.named_parameters())
@@ -744,12 +754,54 @@ class MAML(Learner):
         if rate_grads is not None:
             by_name = dict(zip(named, self.learning_rates, strict=True))
             targets += [(by_name[n], g) for n, g in rate_grads.items()]
+        if first_call:
+            self._check_compiled(tasks, targets)
         for p, g in targets:
             p.grad = g.clone() if p.grad is None else p.grad + g
         metrics = {"losses/query_after_adaptation": float(query.mean())}
         if self.train_steps > 0:
             metrics["losses/support_before_adaptation"] = float(support.mean())
         return metrics
+
+    def _check_compiled(
+        self, tasks: Sequence[SupervisedTask], targets: list[tuple[nn.Parameter, Tensor]]
+    ) -> None:
+        """Raise unless the compiled meta-gradient ``targets`` (parameter, its gradient) equals
+        the vmap backend's on the same ``tasks`` (to :data:`COMPILED_TOLERANCE` relative; the
+        ``.grad`` fields are left as they were). Run once per compiled function: torch's
+        inductor cache can serve code built for another CPU code path (measured with torch
+        2.13: graphs cached under the default AVX512 path and loaded under
+        ``ATEN_CPU_CAPABILITY=avx2`` gave meta-gradients 368x off, then NaN)."""
+        params = [p for p, _ in targets]
+        saved = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        try:
+            self._meta_gradients_batched(tasks)
+            reference = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        finally:
+            for p, g in zip(params, saved, strict=True):
+                p.grad = g
+        if not all(bool(torch.isfinite(r).all()) for r in reference):
+            return  # diverged on both paths: the training loop reports it
+        scale = max(float(r.abs().max()) for r in reference) or 1.0
+        error = max(
+            float((g - r).abs().max()) if bool(torch.isfinite(g).all()) else math.inf
+            for (_, g), r in zip(targets, reference, strict=True)
+        )
+        tolerance = COMPILED_TOLERANCE.get(params[0].dtype, 1e-3)
+        if not error / scale <= tolerance:
+            how = (
+                f"differs from the vmap backend's by {error / scale:.3g} relative (tolerance "
+                f"{tolerance:g})"
+                if math.isfinite(error)
+                else "is not finite where the vmap backend's is"
+            )
+            raise RuntimeError(
+                f"backend='compiled': the compiled meta-gradient {how}; torch.compile's cache "
+                "may hold code built for another CPU code path: empty it (or point "
+                "TORCHINDUCTOR_CACHE_DIR to an empty folder), or use backend='vmap'"
+            )
 
     def adapt_many(self, tasks: Sequence[Any], steps: Sequence[int]) -> list[dict[int, Predictor]]:
         """:meth:`adapt_steps` for each of ``tasks``; on the vmap backend, chunks of
