@@ -7,7 +7,6 @@ This file is also the torchrun worker: ``torchrun --nproc-per-node 2 tests/test_
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from metagym.nets import mlp
 from metagym.seeding import build_seeded
 from metagym.tasks import SinusoidTasks
 from metagym.train import TrainConfig, train
-from tests.torchrun import metrics_rows, torchrun_two
+from tests.torchrun import metrics_rows, one_thread_env, torchrun_two
 
 # meta-batch 5 on 2 ranks: shares of 2 and 3 tasks, so the gradient weighting matters.
 CONFIG = dict(meta_batch=5, seed=3, log_every=2, checkpoint_every=2)
@@ -137,8 +136,9 @@ def test_the_metagym_command_under_torchrun_matches_one_process(tmp_path):
     done = torchrun_two("-m", "metagym", *args, "--out", str(multi), timeout=300)
     assert done.stdout.count("table: ") == 1  # printed by rank 0 only
     one = [sys.executable, "-m", "metagym", *args, "--jobs", "1", "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
-    subprocess.run([*one, "--out", str(single)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*one, "--out", str(single)], env=one_thread_env(), check=True, capture_output=True
+    )
     rows = {
         path: {
             (r["learner"], r["split"], r["steps"]): r["mean"]
