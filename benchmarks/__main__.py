@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="torch CPU threads (default 1: on a shared 2-core machine more threads made the "
-        "batched path up to 50x slower through contention)",
+        "batched path 30-60x slower through contention)",
     )
     parser.add_argument("--out", default="bench-results.json", help="JSON output file")
     parser.add_argument("--cases", default=None, help="comma-separated case names (default all)")
