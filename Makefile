@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c constraints.txt
 OUT ?= runs/sinusoid
 
-.PHONY: test-codepaths run test test-slow lint format bench clean
+.PHONY: run test test-slow test-codepaths lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
