@@ -166,6 +166,7 @@ class PPOBaseline(Learner):
     ):
         super().__init__()
         from stable_baselines3 import PPO
+        from stable_baselines3.common.logger import Logger
         from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
         if mode not in ("scratch", "pretrain", "oracle"):
@@ -193,17 +194,23 @@ class PPOBaseline(Learner):
         }
         for kwargs, envs in ((self.ppo_kwargs, n_envs), (self.fine_tune_kwargs, 1)):
             kwargs["batch_size"] = min(kwargs["batch_size"], kwargs["n_steps"] * envs)
-        self._PPO, self._DummyVecEnv = PPO, DummyVecEnv
+        self._PPO, self._DummyVecEnv, self._Logger = PPO, DummyVecEnv, Logger
         maker = _EnvMaker(distribution.env_fn, pool=True, oracle=mode == "oracle")
         self.vec_env = VecMonitor(DummyVecEnv([maker] * n_envs))
         self.vec_env.seed(seed)
         with isolated_rng(seed):
             self.ppo = PPO("MlpPolicy", self.vec_env, device="cpu", **self.ppo_kwargs)
+        self._quiet(self.ppo)
         self.policy = self.ppo.policy
         self.optimizer = self.ppo.policy.optimizer
         # Snapshots are copies of this never-run policy (a policy that has run holds non-leaf
         # tensors of its last distribution, which deepcopy refuses).
         self._template = [copy.deepcopy(self.policy)]
+
+    def _quiet(self, model: Any) -> None:
+        """Give ``model`` a logger that writes nothing: SB3's default makes a fresh empty
+        ``SB3-<date>`` folder in the temporary directory at every ``learn`` (one per test task)."""
+        model.set_logger(self._Logger(folder=None, output_formats=[]))
 
     def env_steps(self, steps: int | None) -> int:
         """PPO's ``steps`` on the task are its environment steps."""
@@ -248,6 +255,7 @@ class PPOBaseline(Learner):
         env.seed(int(task.seed))
         with isolated_rng(int(task.seed)):
             model = self._PPO("MlpPolicy", env, device="cpu", **self.fine_tune_kwargs)
+            self._quiet(model)
             if self.mode == "pretrain":
                 model.policy.load_state_dict(self.policy.state_dict())
             predictors, done = {}, 0

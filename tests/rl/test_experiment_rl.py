@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -65,8 +66,11 @@ def _run(args):
     return json.loads((Path(out) / "results.json").read_text())
 
 
-def test_run_end_to_end_on_a_custom_env(tmp_path, toy_module):
+def test_run_end_to_end_on_a_custom_env(tmp_path, toy_module, monkeypatch):
     out = tmp_path / "run"
+    scratch_dir = tmp_path / "tmp"
+    scratch_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_dir))
     args = ["--env", toy_module, "--profile", "tiny", "--out", str(out), "--no-progress"]
     learners = "maml,pretrain-pg,pretrain,scratch,oracle,random,rl2,pearl"
     results = _run([*args, "--learners", learners])
@@ -94,6 +98,8 @@ def test_run_end_to_end_on_a_custom_env(tmp_path, toy_module):
     for name in ("results.json", "results.md", "return_vs_adaptation.png", "training_curves.png"):
         assert (out / name).exists(), name
     assert (out / "runs" / "maml" / "checkpoint.pt").exists()
+    # SB3's default logger leaves an empty SB3-<date> folder in the temporary directory per learn.
+    assert not list(scratch_dir.glob("SB3-*"))
     assert results["config"]["profile"]["meta_batch"] == 2
     # Resume: nothing left to train, the same evaluation; the other learners' rows are kept.
     again = _run([*args, "--learners", "maml", "--resume"])
