@@ -7,7 +7,8 @@ A single run's 95% interval is over tasks: it says nothing of how much the resul
 training seed. This module takes one ``results.json`` per seed and writes, into ``--out``,
 ``results.json`` / ``results.md`` in the same schema, where each row's ``mean`` is the mean over
 seeds of the per-seed means and ``ci95`` the 95% Student-t interval across seeds
-(``t(0.975, n-1) * std / sqrt(n)``, n = number of seeds), and redraws the domain's plots from it.
+(``t(0.975, n-1) * std / sqrt(n)``, n = number of seeds; never narrower than the seeds' own
+task-level intervals give, :func:`across_seeds_ci95`), and redraws the domain's plots from it.
 Rows also carry ``n_seeds``, ``seeds`` and ``seed_means``; ``n_tasks`` counts the tasks of all
 seeds. A row that diverged in any seed stays diverged.
 
@@ -29,6 +30,7 @@ from typing import Any
 from metagym.paired import paired_markdown, paired_table
 from metagym.results import read_results, write_json_atomic, write_report
 from metagym.run_folder import differences
+from metagym.stats import Z975
 
 #: Fields of a row that are measured values of one run (the rest identify the row).
 VALUE_FIELDS = ("mean", "ci95", "n_tasks", "diverged", "n_diverged", "diverged_at_step")
@@ -49,6 +51,18 @@ def t_quantile_975(df: int) -> float:
         return _T975[df - 1]
     z = 1.959964
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def across_seeds_ci95(means: Sequence[float], task_ci95: Sequence[float]) -> float:
+    """The 95% half-width across seeds of the mean of per-seed ``means`` (>= 2):
+    ``t(0.975, n-1) * sqrt(max(s^2 / n, sum(se_i^2) / n^2))``, ``se_i = task_ci95_i / 1.96`` (the
+    seed's own task-level standard error). The floor keeps seeds that agree by chance (two equal
+    means: s = 0) from giving a zero-width interval, as :meth:`metagym.stats.Estimate.variance`
+    does where per-task scores are known."""
+    n = len(means)
+    spread = statistics.variance(means) / n
+    floor = math.fsum((h / Z975) ** 2 for h in task_ci95) / n**2
+    return t_quantile_975(n - 1) * math.sqrt(max(spread, floor))
 
 
 def row_key(row: dict[str, Any]) -> tuple:
@@ -112,10 +126,9 @@ def aggregate_rows(
             )
         else:
             means = [row["mean"] for row in present]
-            spread = statistics.stdev(means)
             out.update(
                 mean=statistics.fmean(means),
-                ci95=t_quantile_975(len(means) - 1) * spread / math.sqrt(len(means)),
+                ci95=across_seeds_ci95(means, [row.get("ci95") or 0.0 for row in present]),
                 diverged=False,
                 n_diverged=0,
                 diverged_at_step=None,

@@ -16,8 +16,11 @@ Per split, metric and task group (``group``: ``None`` for all tasks of a split w
 learner is taken at its reported step count (``config.report_steps`` of ``results.json``; None:
 its largest step count, or its stepless row). The best learner is the one with the highest mean
 (errors negated: mse, loss and error are lower-is-better) among the non-baseline learners
-(``config.families``; all learners when every one is a baseline); a diverged learner is never
-best. A folder without ``results.json`` or without any scores file gives ``[]``.
+(``config.families``; the baselines only when every other learner is a baseline or diverged); a
+diverged learner is never best, and a cell where every learner diverged has them all as
+``diverged`` rows with no best. Seeds (one seed: tasks) pair on the tasks both learners were
+scored on; across seeds the interval is never narrower than the seeds' own tasks give (two
+seeds that agree by chance would otherwise give a zero-width interval). A folder without ``results.json`` or without any scores file gives ``[]``.
 """
 
 from __future__ import annotations
@@ -126,20 +129,46 @@ def _seed_mean(scores: dict[int, float], tasks: Sequence[int]) -> float:
 
 def _difference(
     mine: Sequence[tuple], best: Sequence[tuple], key: tuple
-) -> tuple[Estimate, list[list[int]]]:
+) -> tuple[Estimate, list[list[int]], str]:
     """``learner - best`` over the tasks both were scored on: per task (one seed), or across
-    seeds of the per-seed paired differences (several); and the shared tasks of each seed."""
+    seeds of the per-seed paired differences (several), never narrower than the seeds' tasks
+    give (:meth:`Estimate.variance`'s floor); the shared tasks of each seed; a note.
+
+    A seed where the two share no task compares each one's own tasks, independently (note
+    ``"no shared tasks: independent"``)."""
     shared = [sorted(set(m[1]) & set(b[1])) for m, b in zip(mine, best, strict=True)]
+    paired = all(shared)
+    note = "" if paired else "no shared tasks: independent"
+    own = (
+        shared if paired else [sorted(x[1]) for x in mine],
+        shared if paired else [sorted(x[1]) for x in best],
+    )
+    tags = ("", "") if paired else ("learner", "best")
     if len(mine) == 1:
-        a = Estimate.of_units([mine[0][1][t] for t in shared[0]], ("tasks", *key))
-        b = Estimate.of_units([best[0][1][t] for t in shared[0]], ("tasks", *key))
-        return a - b, shared
-    means = [
-        [_seed_mean(x[1], tasks) for x, tasks in zip(per_seed, shared, strict=True)]
-        for per_seed in (mine, best)
-    ]
-    a, b = (Estimate.of_units(m, ("seeds", *key), seed_level=True) for m in means)
-    return a - b, shared
+        a, b = (
+            Estimate.of_units([x[0][1][t] for t in tasks[0]], ("tasks", *key, tag))
+            for x, tasks, tag in zip((mine, best), own, tags, strict=True)
+        )
+        return a - b, shared, note
+    a, b = (
+        Estimate.of_units(
+            [_seed_mean(x[1], t) for x, t in zip(per_seed, tasks, strict=True)],
+            ("seeds", *key),
+            seed_level=True,
+            within={
+                (tag, i): [x[1][j] for j in t]
+                for i, (x, t) in enumerate(zip(per_seed, tasks, strict=True))
+            },
+        )
+        for per_seed, tasks, tag in zip((mine, best), own, tags, strict=True)
+    )
+    return a - b, shared, note
+
+
+def _diverged_row(row: dict) -> dict:
+    return {**row, "difference": None, "ci95": None, "ci95_unpaired": None,
+            "verdict": "diverged", "verdict_unpaired": "diverged",
+            "n_tasks": None, "note": "diverged on some task"}  # fmt: skip
 
 
 def _cell_rows(cell: tuple, found: dict[str, list[tuple]], families: dict) -> list[dict]:
@@ -148,12 +177,10 @@ def _cell_rows(cell: tuple, found: dict[str, list[tuple]], families: dict) -> li
     sign = orientation(cell[1])
     healthy = [n for n, per_seed in found.items() if not any(x[2] for x in per_seed)]
     candidates = [n for n in healthy if families.get(n) != "baseline"] or healthy
-    if not candidates:
-        return []
     overall = {
         n: sum(_seed_mean(x[1], sorted(x[1])) for x in found[n]) / len(found[n]) for n in healthy
     }
-    best = max(candidates, key=lambda n: sign * overall[n])
+    best = max(candidates, key=lambda n: sign * overall[n]) if candidates else None
     rows = []
     for name, per_seed in found.items():
         row = {
@@ -165,19 +192,22 @@ def _cell_rows(cell: tuple, found: dict[str, list[tuple]], families: dict) -> li
             "steps": per_seed[0][0],
             "mean": overall.get(name),
             "best": best,
-            "best_steps": found[best][0][0],
+            "best_steps": None if best is None else found[best][0][0],
             "n_seeds": len(per_seed),
             "pairing": "tasks" if len(per_seed) == 1 else "seeds",
         }
         if name not in healthy:
-            rows.append({**row, "difference": None, "ci95": None, "ci95_unpaired": None,
-                         "verdict": "diverged", "verdict_unpaired": "diverged",
-                         "n_tasks": None, "note": "diverged on some task"})  # fmt: skip
+            rows.append(_diverged_row(row))
             continue
-        d, shared = _difference(per_seed, found[best], cell)
+        d, shared, note = _difference(per_seed, found[best], cell)
         h, u = d.half_width(), d.unpaired
         itself = name == best
-        full = all(len(t) == len(x[1]) for t, x in zip(shared, per_seed, strict=True))
+        full = all(
+            len(t) == len(x[1]) == len(y[1])
+            for t, x, y in zip(shared, per_seed, found[best], strict=True)
+        )
+        if not note and not full:
+            note = "paired over the tasks both were scored on"
         rows.append(
             {
                 **row,
@@ -187,7 +217,7 @@ def _cell_rows(cell: tuple, found: dict[str, list[tuple]], families: dict) -> li
                 "verdict": "best" if itself else _verdict(sign * d.mean, h),
                 "verdict_unpaired": "best" if itself else _verdict(sign * d.mean, u),
                 "n_tasks": min(len(t) for t in shared),
-                "note": "" if full else "paired over the tasks both were scored on",
+                "note": note,
             }
         )
     return rows
@@ -248,7 +278,8 @@ def paired_markdown(table: Sequence[dict[str, Any]]) -> str:
         f"### Paired differences to the best learner (95% intervals {unit})",
         "",
         "Each learner at its reported steps minus the best learner of the split (highest mean; "
-        "errors lower-is-better; baselines only when nothing else ran), paired, beside the "
+        "errors lower-is-better; baselines only when nothing else ran or the rest diverged), "
+        "paired, beside the "
         "independent interval sqrt(h_a² + h_b²). Verdict: worse / indistinguishable / better "
         "than the best, by each rule.",
         "",
@@ -258,8 +289,13 @@ def paired_markdown(table: Sequence[dict[str, Any]]) -> str:
         rows = [r for r in table if (r["split"], r["metric"], r["group"]) == (split, metric, group)]
         title = f"{split}, {metric}" + (f", {group}" if group is not None else "")
         best = rows[0]["best"]
+        about = (
+            "every learner diverged"
+            if best is None
+            else f"best: {best} at steps {_fmt(rows[0]['best_steps'])}"
+        )
         lines += [
-            f"**{title}** (best: {best} at steps {_fmt(rows[0]['best_steps'])})",
+            f"**{title}** ({about})",
             "",
             "| learner | steps | mean | − best | ± paired | ± unpaired | verdict (paired / "
             "unpaired) | tasks |",

@@ -49,6 +49,17 @@ def test_mean_and_student_interval_by_hand():
     assert row["learner"] == "maml" and row["steps"] == 1 and row["shots"] == 5
 
 
+def test_seeds_that_agree_by_chance_keep_their_tasks_interval():
+    # two seeds with the same mean: the spread across seeds is 0, each seed's own interval not
+    runs = [_run(s, [_row(mean=0.395, ci95=0.2)]) for s in (0, 1)]
+    (row,) = aggregate_rows(runs)[0]
+    se = 0.2 / 1.959964
+    assert row["ci95"] == pytest.approx(12.706 * math.sqrt(2 * se**2) / 2)
+    # seeds that disagree keep their spread (the floor never narrows)
+    runs = [_run(s, [_row(mean=m, ci95=0.001)]) for s, m in ((0, 0.5), (1, 0.7))]
+    assert aggregate_rows(runs)[0][0]["ci95"] == pytest.approx(12.706 * 0.1)
+
+
 def test_t_quantile_table_and_expansion():
     assert t_quantile_975(1) == pytest.approx(12.706)
     assert t_quantile_975(30) == pytest.approx(2.042)

@@ -14,7 +14,7 @@ from metagym.aggregate import aggregate
 from metagym.paired import paired_markdown, paired_table
 from metagym.results import write_results
 from metagym.scores import SCORES_FILE, summarize, write_scores
-from metagym.stats import Z975, t_quantile
+from metagym.stats import t_quantile
 
 FAMILIES = {"maml": "gradient", "anil": "gradient", "blackbox": "black-box",
             "oracle": "baseline"}  # fmt: skip
@@ -75,8 +75,9 @@ def test_one_run_is_paired_over_its_tasks(tmp_path):
     maml = rows["maml"]
     diffs = scores["maml"] - scores["anil"]
     assert maml["difference"] == pytest.approx(diffs.mean())
-    assert maml["ci95"] == pytest.approx(Z975 * diffs.std(ddof=1) / math.sqrt(N_TASKS))
-    own = [Z975 * scores[n].std(ddof=1) / math.sqrt(N_TASKS) for n in ("maml", "anil")]
+    t = t_quantile(0.975, N_TASKS - 1)
+    assert maml["ci95"] == pytest.approx(t * diffs.std(ddof=1) / math.sqrt(N_TASKS))
+    own = [t * scores[n].std(ddof=1) / math.sqrt(N_TASKS) for n in ("maml", "anil")]
     assert maml["ci95_unpaired"] == pytest.approx(math.hypot(*own))
     assert maml["ci95"] < maml["ci95_unpaired"] / 5
     assert (maml["verdict"], maml["verdict_unpaired"]) == ("worse", "indistinguishable")
@@ -103,11 +104,17 @@ def test_aggregate_writes_the_paired_section_across_seeds(tmp_path):
     assert rows["maml"]["best"] == "anil" and rows["maml"]["pairing"] == "seeds"
     per_seed = [(s["maml"] - s["anil"]).mean() for s in scores]
     assert rows["maml"]["difference"] == pytest.approx(np.mean(per_seed))
-    by_hand = t_quantile(0.975, 2) * np.std(per_seed, ddof=1) / math.sqrt(3)
-    assert rows["maml"]["ci95"] == pytest.approx(by_hand)
-    means = {n: [s[n].mean() for s in scores] for n in ("maml", "anil")}
-    across = [t_quantile(0.975, 2) * np.std(m, ddof=1) / math.sqrt(3) for m in means.values()]
-    assert rows["maml"]["ci95_unpaired"] == pytest.approx(math.hypot(*across))
+    t2 = t_quantile(0.975, 2)
+
+    def across(per_seed_means, per_seed_tasks):
+        # the spread across seeds, never below what the seeds' tasks give (the floor)
+        floor = sum(np.var(x, ddof=1) / x.size for x in per_seed_tasks) / 9
+        return t2 * math.sqrt(max(np.var(per_seed_means, ddof=1) / 3, floor))
+
+    diffs = [s["maml"] - s["anil"] for s in scores]
+    assert rows["maml"]["ci95"] == pytest.approx(across(per_seed, diffs))
+    own = [across([s[n].mean() for s in scores], [s[n] for s in scores]) for n in ("maml", "anil")]
+    assert rows["maml"]["ci95_unpaired"] == pytest.approx(math.hypot(*own))
     text = (tmp_path / "agg" / "results.md").read_text()
     assert "### Paired differences to the best learner" in text
     assert "(best: anil at steps 5)" in text and "across 3 seeds" in text
@@ -151,3 +158,72 @@ def test_task_groups_get_cells_of_their_own(tmp_path):
     reach = next(r for r in table if r["group"] == "reach-v3" and r["learner"] == "maml")
     assert reach["n_tasks"] == 4 and reach["difference"] == pytest.approx(-0.5)
     assert reach["ci95"] == pytest.approx(0.0, abs=1e-12)  # the same offset on every task
+
+
+def _write(folder: Path, seed: int, table: dict[str, dict[int, float]], diverged=()) -> None:
+    """A run whose learners (all gradient but ``oracle``) have the given task -> MSE scores at
+    one step count; learners in ``diverged`` diverged on their first task."""
+    rows = []
+    for learner, scores in table.items():
+        records = [
+            {"learner": learner, "split": "test", "task": i, "steps": 1, "metric": "mse",
+             "score": x, "diverged": learner in diverged and i == min(scores), "group": None,
+             "env_steps": None, "iteration": None, "params": None}
+            for i, x in scores.items()
+        ]  # fmt: skip
+        family = "baseline" if learner == "oracle" else "gradient"
+        rows += [{"domain": "sinusoid", "learner": learner, "family": family, **r}
+                 for r in summarize(records)]  # fmt: skip
+        write_scores(folder / "runs" / learner / SCORES_FILE, records)
+    families = {n: "baseline" if n == "oracle" else "gradient" for n in table}
+    write_results(folder / "results.json", rows, config={"domain": "sinusoid",
+                  "families": families}, seed=seed)  # fmt: skip
+
+
+def test_seeds_that_agree_by_chance_do_not_decide(tmp_path):
+    # Per seed, b - a over 40 noisy tasks is 0.05 in both seeds: the spread across the two
+    # seeds is 0, but each seed's difference has the noise of its tasks.
+    rng = np.random.default_rng(4)
+    folders = []
+    for seed in range(2):
+        a = rng.normal(1.0, 0.3, 40)
+        noise = rng.normal(0.0, 0.3, 40)
+        b = a + 0.05 + noise - noise.mean()
+        folders.append(tmp_path / f"s{seed}")
+        _write(folders[-1], seed, {"a": dict(enumerate(a)), "b": dict(enumerate(b))})
+    row = _by_learner(paired_table(folders))["b"]
+    assert row["difference"] == pytest.approx(0.05)
+    floor = t_quantile(0.975, 1) * math.sqrt(2 * 0.3**2 / 40 / 4)
+    assert row["ci95"] > floor / 2  # about the floor (the tasks' noise), not about zero
+    assert row["verdict"] == "indistinguishable"
+
+
+def test_pairing_notes_shared_tasks_and_survives_disjoint_ones(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.normal(1.0, 0.2, 40)
+    # the best (a) has tasks 0..39, b only 0..19: paired over those 20, with a note
+    _write(tmp_path / "part", 0, {"a": dict(enumerate(x)), "b": dict(enumerate(x[:20] + 0.3))})
+    row = _by_learner(paired_table([tmp_path / "part"]))["b"]
+    assert row["n_tasks"] == 20 and row["difference"] == pytest.approx(0.3)
+    assert row["note"] == "paired over the tasks both were scored on"
+    # no task in common: each on its own tasks, independent, said so
+    apart = {"a": dict(enumerate(x[:20])), "b": {i + 20: v + 0.3 for i, v in enumerate(x[20:])}}
+    _write(tmp_path / "apart", 0, apart)
+    row = _by_learner(paired_table([tmp_path / "apart"]))["b"]
+    assert row["note"] == "no shared tasks: independent" and row["n_tasks"] == 0
+    assert row["difference"] == pytest.approx(x[20:].mean() + 0.3 - x[:20].mean())
+    # the same variance; the two keys pooled (Welch-Satterthwaite) have more df than each
+    assert 0.95 * row["ci95_unpaired"] < row["ci95"] <= row["ci95_unpaired"]
+
+
+def test_a_cell_where_everyone_diverged_reports_them_diverged(tmp_path):
+    scores = {n: dict(enumerate(np.linspace(0.1, 0.5, 10))) for n in ("a", "b", "oracle")}
+    _write(tmp_path / "all", 0, scores, diverged=("a", "b", "oracle"))
+    table = paired_table([tmp_path / "all"])
+    assert {r["learner"]: r["verdict"] for r in table} == dict.fromkeys(scores, "diverged")
+    assert all(r["best"] is None for r in table)
+    assert "every learner diverged" in paired_markdown(table)
+    # the meta-learners diverged, the baseline did not: the baseline is the reference
+    _write(tmp_path / "base", 0, scores, diverged=("a", "b"))
+    rows = _by_learner(paired_table([tmp_path / "base"]))
+    assert rows["oracle"]["verdict"] == "best" and rows["a"]["verdict"] == "diverged"

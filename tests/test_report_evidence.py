@@ -18,7 +18,7 @@ from metagym.report.render import document, to_markdown
 from metagym.report.verdicts import INCONCLUSIVE, SUPPORTED
 from metagym.results import write_results
 from metagym.scores import SCORES_FILE, summarize, write_scores
-from metagym.stats import Z975, t_quantile
+from metagym.stats import t_quantile
 
 FAMILIES = {"maml": "gradient", "reptile": "gradient", "blackbox": "black-box",
             "transformer": "black-box"}  # fmt: skip
@@ -106,7 +106,8 @@ def test_rows_pair_on_the_tasks_of_their_scores_files(tmp_path):
     c = _claim_6(ev)
     diffs = scores[("blackbox", None)] - scores[("transformer", None)]  # MSE: lower is better
     assert c["value"] == pytest.approx(diffs.mean()) and c["pairing"] == "tasks"
-    assert c["ci95"] == pytest.approx(Z975 * diffs.std(ddof=1) / math.sqrt(N_TASKS))
+    t = t_quantile(0.975, N_TASKS - 1)
+    assert c["ci95"] == pytest.approx(t * diffs.std(ddof=1) / math.sqrt(N_TASKS))
     assert c["ci95"] < c["ci95_unpaired"] / 5
     assert (c["verdict"], c["verdict_unpaired"]) == (SUPPORTED, INCONCLUSIVE)
     # claim 1 reads MAML's step sweep: 4 tasks of its own, paired with each other
@@ -114,7 +115,7 @@ def test_rows_pair_on_the_tasks_of_their_scores_files(tmp_path):
     (sweep,) = [c for c in one if c["what"].startswith("maml") and "step sweep" in c["what"]]
     gain = scores[("maml", 1)][:4] - scores[("maml", 10)][:4]
     assert sweep["value"] == pytest.approx(gain.mean()) and sweep["pairing"] == "tasks"
-    assert sweep["ci95"] == pytest.approx(Z975 * gain.std(ddof=1) / 2)
+    assert sweep["ci95"] == pytest.approx(t_quantile(0.975, 3) * gain.std(ddof=1) / 2)
     # the chunks of training are a unit of their own: two learners' chunks never pair
     five = claim_5(ev)["comparisons"]
     assert five and all(c["pairing"] == "independent: different units" for c in five)
@@ -179,6 +180,20 @@ def test_compute_matched_compares_losses_at_the_shorter_training_time(tmp_path):
     assert c["ci95"] == pytest.approx(t_quantile(0.975, 2) * per_seed.std(ddof=1) / math.sqrt(3))
     assert c["verdict"] == SUPPORTED and section["verdict"] == SUPPORTED
     assert section["domains"]["sinusoid"]["verdict"] == SUPPORTED
+
+
+def test_compute_matched_pairs_seed_by_seed_when_a_curve_is_missing(tmp_path):
+    shifts = (0.0, 0.02, -0.03)
+    for s, x in enumerate(shifts):
+        write_run(tmp_path / f"m{s}", s, shift=x)
+    (tmp_path / "m1" / "runs" / "transformer" / "metrics.csv").unlink()
+    section = compute_matched(_gather([tmp_path / f"m{s}" for s in range(3)]))
+    (pair,) = section["pairs"]
+    assert pair["seeds"] == [0, 2]
+    assert pair["loss_gradient"] == pytest.approx([0.8 - x for x in (0.0, -0.03)])
+    (c,) = section["comparisons"]
+    assert c["value"] == pytest.approx(np.mean([0.9 - (0.8 - x) for x in (0.0, -0.03)]))
+    assert "seeds [1] left out" in c["note"]
 
 
 def _metaworld_records(learner, offset):

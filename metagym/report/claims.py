@@ -38,6 +38,7 @@ from typing import Any
 
 from metagym.report.comparisons import (
     Evidence,
+    against,
     comparison,
     domain_of,
     family_of,
@@ -49,6 +50,7 @@ from metagym.report.comparisons import (
     reduction,
     representative,
     row_at,
+    row_diverged,
     value,
 )
 from metagym.report.verdicts import (
@@ -200,19 +202,12 @@ def claim_2(ev: Evidence) -> dict[str, Any]:
                 test_n = normalized_row(ev, rows, domain, x, "test")
                 shift_n = normalized_row(ev, rows, domain, x, split)
                 drops[x] = None if test_n is None or shift_n is None else test_n - shift_n
-            if drops[g] is None and drops[b] is None:
-                comparisons.append(comparison(domain, group, what, note="not measured"))
-            elif drops[g] is None or drops[b] is None:
-                diverged = g if drops[g] is None else b
-                comparisons.append(
-                    comparison(
-                        domain,
-                        group,
-                        what,
-                        note=f"{diverged} diverged or unscored",
-                        verdict=CONTRADICTED if diverged == g else SUPPORTED,
-                    )
-                )
+            if drops[g] is None or drops[b] is None:
+                failed = {
+                    x: any(row_diverged(row_at(rows, x, s)) for s in ("test", split))
+                    for x in (g, b)
+                }
+                comparisons.append(against(domain, group, what, {g: drops[g], b: drops[b]}, failed))
             else:
                 forced = unlearned_unpaired and INCONCLUSIVE
                 note = (
@@ -294,26 +289,31 @@ def claim_3(ev: Evidence) -> dict[str, Any]:
             if learner is None:
                 continue
             if not learned(ev, by_shots[low], domain, learner):
-                gains[family] = (learner, None, "did not learn", False)
+                gains[family] = (learner, None, "did not learn", False, False)
                 continue
             before = error_of(row_at(by_shots[low], learner, "test"))
             after = error_of(row_at(by_shots[high], learner, "test"))
             r = None if before is None or after is None else reduction(before, after)
-            why = "" if r is not None else "diverged or unscored"
-            gains[family] = (
-                learner, r, why, learned(ev, by_shots[low], domain, learner, unpaired=True)
-            )  # fmt: skip
+            bad = row_diverged(row_at(by_shots[high], learner, "test"))
+            why = "" if r is not None else ("diverged" if bad else "unscored")
+            ok = learned(ev, by_shots[low], domain, learner, unpaired=True)
+            gains[family] = (learner, r, why, ok, bad)
         if "black-box" not in gains:
             comparisons.append(
                 comparison(domain, "", "no black-box learner ran", note="not measured")
             )
             continue
-        bb, r_bb, why_bb, ok_bb = gains["black-box"]
+        bb, r_bb, why_bb, ok_bb, bad_bb = gains["black-box"]
         for family in ("gradient", "non-parametric"):
             if family not in gains:
                 continue
-            learner, r, why, ok = gains[family]
+            learner, r, why, ok, bad = gains[family]
             what = f"K {low} -> {high}: error removed by {learner} ({family}) - by {bb} (black-box)"
+            if (r is None or r_bb is None) and "did not learn" not in (why, why_bb):
+                # a learner that diverged at the larger K did not scale: counts against it
+                values, failed = {learner: r, bb: r_bb}, {learner: bad, bb: bad_bb}
+                comparisons.append(against(domain, f"K={low},{high}", what, values, failed))
+                continue
             unlearned = [x for x, fine in ((learner, ok), (bb, ok_bb)) if not fine]
             forced = r is not None and r_bb is not None and unlearned and INCONCLUSIVE
             note = "; ".join(
@@ -601,15 +601,9 @@ def claim_6(ev: Evidence) -> dict[str, Any]:
             a = oriented(row_at(rows, attention, "test"))
             b = oriented(row_at(rows, recurrent, "test"))
             if a is None or b is None:
-                diverged = attention if a is None else recurrent
+                failed = {x: row_diverged(row_at(rows, x, "test")) for x in (attention, recurrent)}
                 comparisons.append(
-                    comparison(
-                        domain,
-                        group,
-                        what,
-                        note=f"{diverged} diverged",
-                        verdict=CONTRADICTED if diverged == attention else SUPPORTED,
-                    )
+                    against(domain, group, what, {attention: a, recurrent: b}, failed)
                 )
                 continue
             comparisons.append(comparison(domain, group, what, a, b, note=note))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from metagym.paired import orientation
-from metagym.report.verdicts import INCONCLUSIVE, decide
+from metagym.report.verdicts import CONTRADICTED, INCONCLUSIVE, SUPPORTED, decide
 from metagym.stats import Estimate, ratio, seeds_needed, tasks_needed
 
 #: The kinds of sampling unit of the report's estimates: the first entry of their keys.
@@ -235,6 +235,33 @@ def row_at(
     return next((r for r in mine if r["steps"] == steps), None)
 
 
+def row_diverged(row: dict[str, Any] | None) -> bool:
+    """Whether ``row`` exists and diverged (a missing row is unscored, not diverged)."""
+    return row is not None and (bool(row.get("diverged")) or row.get("mean") is None)
+
+
+def against(
+    domain: str,
+    group: str,
+    what: str,
+    values: dict[str, Estimate | None],
+    failed: dict[str, bool],
+) -> dict[str, Any]:
+    """The comparison of the two learners of ``values`` (the first: a better score supports the
+    claim) when at least one has no value; ``failed``: per learner, whether its row diverged.
+    A diverged row counts against its learner when the other one was scored; an unscored row
+    (missing), or both without a value, decides nothing."""
+    first = next(iter(values))
+    empty = [x for x, v in values.items() if v is None]
+    if len(empty) == 1 and failed.get(empty[0]):
+        return comparison(
+            domain, group, what, note=f"{empty[0]} diverged",
+            verdict=CONTRADICTED if empty[0] == first else SUPPORTED,
+        )  # fmt: skip
+    why = [f"{x} {'diverged' if failed.get(x) else 'unscored'}" for x in empty]
+    return comparison(domain, group, what, note="; ".join(why))
+
+
 def oriented(row: dict[str, Any] | None) -> Estimate | None:
     """The row's estimate with higher always better (errors negated)."""
     v = value(row)
@@ -355,7 +382,10 @@ def comparison(
             out["tasks_needed"] = tasks_needed(d)
         seeds = per_seed_values(d)
         if seeds is not None and seeds.size >= 2:
-            out["seeds_needed"] = seeds_needed(seeds)
+            # The spread the interval used, floor included (a seed-level key's floor, or a
+            # task-level term beside it), so the plan names more seeds than there are.
+            spread = math.sqrt(d.variance() * seeds.size)
+            out["seeds_needed"] = seeds_needed(seeds, floor_sd=spread)
     return out
 
 

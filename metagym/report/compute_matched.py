@@ -20,6 +20,14 @@ def loss_at(curve: dict[str, Any], seconds: float) -> float | None:
     return last
 
 
+def what_of(other: str, family: str, g: str) -> str:
+    return f"query loss at equal training time: {other} ({family}) - {g} (gradient)"
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
 COMPUTE_STATEMENT = (
     "At equal meta-training time, the gradient-based representative reaches a lower query loss "
     "on its training meta-batches than the black-box (and non-parametric) representative"
@@ -30,7 +38,8 @@ def compute_matched(ev: Evidence) -> dict[str, Any]:
     """Training query loss of each family's representative at equal meta-training time: per
     primary run and seed, T = the shorter of the two trainings (cumulative seconds from
     ``metrics.csv``), each learner's loss at its last logged point at or before T; with several
-    seeds the interval is across seeds (paired seed by seed), with one there is none."""
+    seeds the interval is across seeds (paired seed by seed: seeds where only one of the two
+    logged a curve are left out, with a note), with one there is none."""
     comparisons, pairs, skipped = [], [], []
     for group in ev.groups():
         rows = ev.of(group)
@@ -56,18 +65,27 @@ def compute_matched(ev: Evidence) -> dict[str, Any]:
             other = representative(mine, family)
             if other is None:
                 continue
-            seeds = list(zip(usable[g], usable[other], strict=False))
+            by_seed = [{t["seed"]: t for t in usable[n]} for n in (g, other)]
+            shared = sorted(set(by_seed[0]) & set(by_seed[1]))
+            seeds = [(by_seed[0][s], by_seed[1][s]) for s in shared]
+            lone = sorted(set(by_seed[0]) ^ set(by_seed[1]))
+            seed_note = f"seeds {lone} left out: a curve of one learner only" if lone else ""
+            if not seeds:
+                comparisons.append(comparison(domain, group, what_of(other, family, g),
+                                              note=seed_note))  # fmt: skip
+                continue
             times = [min(a["seconds"][-1], b["seconds"][-1]) for a, b in seeds]
             losses = [
                 (loss_at(a, t), loss_at(b, t)) for (a, b), t in zip(seeds, times, strict=True)
             ]
-            what = f"query loss at equal training time: {other} ({family}) - {g} (gradient)"
+            what = what_of(other, family, g)
             pair = {
                 "domain": domain,
                 "group": group,
                 "gradient": g,
                 "other": other,
                 "family": family,
+                "seeds": shared,
                 "seconds": times,
                 "loss_gradient": [x for x, _ in losses],
                 "loss_other": [y for _, y in losses],
@@ -76,7 +94,12 @@ def compute_matched(ev: Evidence) -> dict[str, Any]:
             pairs.append(pair)
             if any(x is None or y is None for x, y in losses):
                 comparisons.append(
-                    comparison(domain, group, what, note="no logged point by the shorter time")
+                    comparison(
+                        domain,
+                        group,
+                        what,
+                        note=_joined("no logged point by the shorter time", seed_note),
+                    )
                 )
                 continue
             key = seed_key(group)
@@ -84,13 +107,19 @@ def compute_matched(ev: Evidence) -> dict[str, Any]:
                 a, b = Estimate.constant(-losses[0][0]), Estimate.constant(-losses[0][1])
                 comparisons.append(
                     comparison(
-                        domain, group, what, a, b, interval=False, note="one seed: no interval"
+                        domain,
+                        group,
+                        what,
+                        a,
+                        b,
+                        interval=False,
+                        note=_joined("one seed: no interval", seed_note),
                     )
                 )
                 continue
             a = Estimate.of_units([-x for x, _ in losses], key, seed_level=True)
             b = Estimate.of_units([-y for _, y in losses], key, seed_level=True)
-            comparisons.append(comparison(domain, group, what, a, b))
+            comparisons.append(comparison(domain, group, what, a, b, note=seed_note))
     return claim_record(
         None,
         "Compute-matched: training query loss at equal meta-training time",
