@@ -17,7 +17,7 @@ from metagym.report.claims import (
     claim_6,
     ood_splits,
 )
-from metagym.report.comparisons import Evidence, normalized, reduction, task_key
+from metagym.report.comparisons import Evidence, normalized, reduction, task_key, value
 from metagym.report.evidence import shift_levels, with_units
 from metagym.report.intervals import interval_summary
 from metagym.report.render import comparison_table
@@ -584,3 +584,16 @@ def test_metaworld_rows_enter_claims_1_and_2_once_by_success_rate():
     assert {x["split"] for x in two["curves"]} == {"test", "ood-heldout"}
     assert len(two["curves"]) == 4  # two learners x two splits, success over all envs only
     assert all(c["verdict"] in VERDICTS for claim in all_claims(ev) for c in claim["comparisons"])
+
+
+def test_an_old_row_without_an_interval_is_never_exact():
+    one_task = value(row("maml", "test", 0.9, 0.0, n_tasks=1))
+    assert math.isinf(one_task.half_width())
+    assert math.isinf(value(row("maml", "test", 0.9, None)).half_width())
+    assert value(row("maml", "test", 0.9, 0.05)).half_width() == pytest.approx(0.05)
+    # a comparison with it decides nothing
+    recipes = {**RECIPES, "omniglot": {"black-box": ["blackbox", "transformer"]}}
+    rows = [row("transformer", "test", 0.95, 0.0, n_tasks=1), row("blackbox", "test", 0.5)]
+    (c,) = [c for c in claim_6(evidence(rows, recipes=recipes))["comparisons"] if c["group"] == "g"]
+    assert c["value"] == pytest.approx(0.45)
+    assert c["verdict"] == INCONCLUSIVE and c["ci95"] is None

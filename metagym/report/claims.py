@@ -33,6 +33,7 @@ of :mod:`metagym.report.verdicts`; the compute-matched comparison, no claim of i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -479,9 +480,10 @@ def cost_estimate(cost: dict[str, Any]) -> Estimate | None:
         )
     if cost.get("per_update_s") is None:
         return None
+    ci95 = cost.get("per_update_ci95")  # None: no interval (one chunk), never an exact value
     return Estimate.independent(
         float(cost["per_update_s"]),
-        float(cost.get("per_update_ci95") or 0.0),
+        math.inf if ci95 is None else float(ci95),
         key=("cost", cost.get("group"), cost["learner"]),
     )
 

@@ -203,8 +203,11 @@ def value(row: dict[str, Any] | None) -> Estimate | None:
             seed_level=bool(row.get("seed_level")),
             within=within,
         )
+    # An old row's interval; none (or one task's 0) is no interval: infinite, never exact.
+    ci95, n = row.get("ci95"), row.get("n_tasks")
+    known = ci95 is not None and (n is None or n >= 2)
     return Estimate.independent(
-        float(row["mean"]), float(row.get("ci95") or 0.0), key=row_identity(row)
+        float(row["mean"]), float(ci95) if known else math.inf, key=row_identity(row)
     )
 
 
