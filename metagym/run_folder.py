@@ -116,11 +116,16 @@ def start_folder(
     folder: Path, definition: dict[str, Any], learners: Sequence[str], *, overwrite: bool
 ) -> None:
     """Write ``run.json``; with ``overwrite``, first remove the results and the named learners'
-    folders (other learners' folders are left alone)."""
+    folders. The other learners' folders are left alone when the definition is the one they ran
+    under, and removed too when it changed (a leftover learner of another seed or profile would
+    otherwise be resumed, re-scored and compared as if it belonged to the new run)."""
     folder = Path(folder)
     if overwrite:
+        old = folder / RUN_FILE
+        changed = not old.is_file() or bool(differences(read_json(old), definition))
         for name in RESULT_FILES:
             (folder / name).unlink(missing_ok=True)
-        for name in learners:
+        names = [p.name for p in (folder / "runs").glob("*")] if changed else learners
+        for name in names:
             shutil.rmtree(folder / "runs" / name, ignore_errors=True)
     write_json_atomic(definition, folder / RUN_FILE)

@@ -63,6 +63,31 @@ def _last_good(path: Path) -> str:
     return "no checkpoint was written before"
 
 
+#: TrainConfig fields a checkpoint must share with the run that continues it (the others only
+#: change how often it logs and saves, or, ``iterations``, how far it goes).
+_DEFINING = ("meta_batch", "seed", "split")
+
+
+def _check_same_training(state: dict, config: TrainConfig, path: Path) -> None:
+    """Refuse a checkpoint written under another seed, meta-batch or split, or past the end."""
+    saved = state.get("config") or {}
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}"
+        for k in _DEFINING
+        if k in saved and saved[k] != getattr(config, k)
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume: {path} was written by another training ({'; '.join(changed)}); delete "
+            f"{path.parent} to train that learner afresh"
+        )
+    if int(state["iteration"]) > config.iterations:
+        raise ValueError(
+            f"--resume: {path} is at iteration {state['iteration']}, past the {config.iterations} "
+            f"asked; delete {path.parent} to train that learner afresh"
+        )
+
+
 def _all_finite(learner: Learner) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in learner.parameters())
 
@@ -105,6 +130,7 @@ def train(
     if distributed is not None:
         state = distributed.broadcast_object(state)  # rank 0's checkpoint reaches every rank
     if state is not None:
+        _check_same_training(state, config, checkpoint_path)
         learner.load_checkpoint_state(state["learner"])
         generator.set_state(state["generator"])
         start = int(state["iteration"])

@@ -88,3 +88,18 @@ def test_save_and_load_round_trip(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="holds a 'pretrain' learner"):
         _learner("maml").load(tmp_path / "p.pt")
+
+
+def test_resume_refuses_a_checkpoint_of_another_training(tmp_path):
+    # a leftover learner folder of another seed must not be continued as if it were this run's
+    distribution = SinusoidTasks(5)
+    config = TrainConfig(iterations=4, meta_batch=2, seed=0, log_every=2, checkpoint_every=2)
+    train(_learner(), distribution, config, tmp_path, progress=False)
+    other = TrainConfig(**{**config.__dict__, "seed": 1, "iterations": 8})
+    with pytest.raises(ValueError, match=r"another training \(seed: 0 -> 1\)"):
+        train(_learner(), distribution, other, tmp_path, resume=True, progress=False)
+    shorter = TrainConfig(**{**config.__dict__, "iterations": 2})
+    with pytest.raises(ValueError, match="past the 2 asked"):
+        train(_learner(), distribution, shorter, tmp_path, resume=True, progress=False)
+    longer = TrainConfig(**{**config.__dict__, "iterations": 6, "log_every": 3})  # same training
+    train(_learner(), distribution, longer, tmp_path, resume=True, progress=False)

@@ -30,6 +30,7 @@ OUTCOMES = {
     "test_nan_predictions_are_diverged_in_classification": "diverged row",
     "test_resume_with_what_cannot_change_results_is_accepted": "correct result",
     "test_resume_with_fewer_learners_keeps_the_others_rows": "correct result",
+    "test_overwrite_with_other_settings_leaves_no_learner_of_the_old_run": "correct result",
     "test_results_and_checkpoints_follow_the_umask": "correct result",
     "test_a_truncated_metrics_row_is_skipped": "correct result",
     "test_any_task_a_sampler_returns_is_accepted_as_json_or_refused": "correct result",

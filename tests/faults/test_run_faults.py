@@ -95,6 +95,22 @@ def test_a_finished_folder_is_not_overwritten_without_overwrite(finished, tmp_pa
     assert status == 2 and "exclude each other" in err
 
 
+def test_overwrite_with_other_settings_leaves_no_learner_of_the_old_run(finished, tmp_path):
+    # --overwrite with another seed and one learner: the other learner's folder is of the old
+    # run; kept, a later --resume would continue or reuse it as if it were the new run's
+    out = tmp_path / "copy"
+    os.system(f"cp -r {finished} {out}")
+    assert (out / "runs" / "blackbox").is_dir()
+    one = ["run", "sinusoid", "--profile", "tiny", "--learners", "oracle", "--jobs", "1"]
+    assert main([*one, "--no-progress", "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["oracle"]
+    # the same settings: --overwrite of one learner keeps the others
+    assert main([*TINY, "--no-progress", "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    before = (out / "runs" / "blackbox" / "learner.pt").read_bytes()
+    assert main([*one, "--no-progress", "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert (out / "runs" / "blackbox" / "learner.pt").read_bytes() == before
+
+
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
     out = tmp_path / "busy"
     with FolderLock(out):
