@@ -309,6 +309,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         device=check_device(args.device),
         data_root=args.data_root,
         progress=not args.no_progress and sys.stderr.isatty(),
+        threads=args.threads or None,
     )
     start = time.perf_counter()
     for folder, checks in rescore(args.run, options).items():
@@ -318,7 +319,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
                 f"{folder} {learner}: {check['added']} records added; of the "
                 f"{check['checked']} the run had, {check['identical']} identical"
                 + (
-                    f" (largest difference {check['max_abs_difference']:.3g})"
+                    f" (largest difference {check['max_abs_difference']:.3g}"
+                    + (
+                        f"; {check['finiteness_changed']} turned finite or non-finite"
+                        if check.get("finiteness_changed")
+                        else ""
+                    )
+                    + ")"
                     if check["identical"] < check["checked"]
                     else ""
                 )

@@ -188,6 +188,7 @@ def run_learner(
         "report_steps": recipe.get("report_steps", context),
         "timings": {"train_s": round(train_s, 1), "eval_s": round(eval_s, 1)},
         "memory": peak_memory,
+        "threads": torch.get_num_threads(),
         "rows": rows,
         "extras": extras,
     }
@@ -255,7 +256,7 @@ def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
     if changed:
         raise ValueError(
             f"--resume: {run_dir.name} in {run_dir.parent.parent} was run with other settings "
-            f"({'; '.join(changed[:6])}); use another --out, or run without --resume"
+            f"({'; '.join(changed[:6])}); use another --out, or --overwrite"
         )
     return record
 
@@ -274,7 +275,10 @@ def run_variant(
             records[name] = record
         else:
             todo.append(name)
-    jobs, threads = _jobs_and_threads(options, max(len(todo), 1))
+    # Threads from the whole run, not from what is left: a resumed learner then runs (and is
+    # scored) with the threads of an uninterrupted run, and CPU scores are bit-identical only so.
+    jobs, threads = _jobs_and_threads(options, max(len(names), 1))
+    jobs = max(1, min(jobs, len(todo)))
     if todo and jobs == 1:
         torch.set_num_threads(threads)
         for name in todo:

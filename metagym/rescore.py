@@ -25,6 +25,7 @@ settings differ from what its recipe builds, a split or shift the domain does no
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -39,11 +40,11 @@ from metagym.checkpoint import load_checkpoint
 from metagym.domains.base import Context
 from metagym.domains.profile import Profile
 from metagym.evaluate import summary_rows, task_records
-from metagym.experiment import merge
+from metagym.experiment import definition_defaults, merge
 from metagym.learners.base import Learner
 from metagym.metrics_log import read_metrics
 from metagym.results import read_json, write_json_atomic
-from metagym.run_folder import RUN_FILE, FolderLock
+from metagym.run_folder import RUN_FILE, FolderLock, differences
 from metagym.scores import (
     SCORES_FILE,
     merge_scores,
@@ -71,6 +72,8 @@ class RescoreOptions:
         device: torch device of the learners.
         data_root: folder of data sets (Omniglot), as ``metagym run`` was given it.
         progress: progress bars.
+        threads: torch threads (None: each learner's own, from its ``rows.json``, as it was
+            scored: CPU scores are bit-identical only with the same threads).
     """
 
     learners: tuple[str, ...] | None = None
@@ -82,6 +85,7 @@ class RescoreOptions:
     device: str = "cpu"
     data_root: str | None = None
     progress: bool = False
+    threads: int | None = None
 
 
 def variant_folders(run: Path) -> list[Path]:
@@ -144,6 +148,7 @@ class Plan:
     learners: list[str]
     splits: list[str]
     eval_tasks: int
+    threads: int | None = None  # torch threads asked for (None: each learner's own)
 
 
 def plan(folder: Path, options: RescoreOptions) -> Plan:
@@ -172,6 +177,15 @@ def plan(folder: Path, options: RescoreOptions) -> Plan:
         raise ValueError(f"{folder} has no finished learner to score")
     common = dict(seed=definition["seed"], device=options.device, data_root=options.data_root)
     context = Context(domain, profile, definition["variant"], tuple(names), **common)
+    for name in names:  # a learner left from a run of other settings is not this run's
+        own = read_json(folder / "runs" / name / "rows.json").get("definition")
+        defaults = definition_defaults(context)
+        changed = differences(own, definition, defaults=defaults) if own is not None else []
+        if changed:
+            raise ValueError(
+                f"{folder / 'runs' / name} was run with other settings than {folder / RUN_FILE} "
+                f"({'; '.join(changed[:4])}): it is not this run's learner; remove it or run again"
+            )
     if domain.check is not None:
         domain.check(context)
     scoring_profile = _with_shifts(domain, profile, options.shifts)
@@ -242,18 +256,35 @@ def _score(
     return records
 
 
-def rescore_learner(p: Plan, name: str, options: RescoreOptions) -> dict[str, Any]:
-    """Score ``name`` again; append its new records, rewrite its rows; return the comparison
-    of the records the run already had."""
+def _loaded(p: Plan, name: str) -> tuple[Learner, list[dict[str, Any]], dict[str, Any]]:
+    """The learner, its per-task records and its ``rows.json`` record, all read (and so checked)
+    before anything is scored or written: a damaged file of a later learner must not leave the
+    earlier ones re-scored and ``results.json`` stale."""
     run_dir = p.folder / "runs" / name
-    learner = load_learner(p.context, name, run_dir)
-    start = time.perf_counter()
-    new = _score(p, name, learner, options)
+    record = read_json(run_dir / "rows.json")
     path = run_dir / SCORES_FILE
     old = read_scores(path) if path.is_file() else []
+    return load_learner(p.context, name, run_dir), old, record
+
+
+def _set_threads(p: Plan, record: dict[str, Any]) -> None:
+    """The learner's own threads (``rows.json``), unless threads were asked for."""
+    threads = record.get("threads")
+    if p.threads is None and isinstance(threads, int) and threads > 0:
+        torch.set_num_threads(threads)
+
+
+def rescore_learner(
+    p: Plan, name: str, options: RescoreOptions, loaded: tuple | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Score ``name`` again: its merged per-task records, its new ``rows.json`` record and the
+    comparison of the records the run already had (nothing written: :func:`rescore` writes).
+    ``loaded``: what :func:`_loaded` read (None: read it now)."""
+    learner, old, record = loaded or _loaded(p, name)
+    _set_threads(p, record)
+    start = time.perf_counter()
+    new = _score(p, name, learner, options)
     merged, check = merge_scores(old, new)
-    write_scores(path, merged)
-    record = read_json(run_dir / "rows.json")
     recipe = p.context.domain.recipes[name]
     extra_fields = {"family": recipe.family, **recipe.get("row_fields", p.context)}
     distribution = p.scoring.distribution(recipe.distribution_key(p.scoring))
@@ -269,8 +300,7 @@ def rescore_learner(p: Plan, name: str, options: RescoreOptions) -> dict[str, An
             **check,
         }
     )
-    write_json_atomic(record, run_dir / "rows.json")
-    return check
+    return merged, record, check
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -362,21 +392,27 @@ def rescore_checkpoints(p: Plan, options: RescoreOptions) -> dict[str, Any]:
 def rescore(run: str | Path, options: RescoreOptions) -> dict[str, Any]:
     """Re-score the run at ``run`` (see the module docstring); return, per variant folder and
     learner, how the records it already held compared (``identical`` of ``checked``)."""
-    plans = [plan(folder, options) for folder in variant_folders(Path(run))]
     outcome: dict[str, Any] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        folders = variant_folders(Path(run))
+        for folder in folders:  # locked before read: a run writing the folder is refused
+            stack.enter_context(FolderLock(folder))
+        plans = [dataclasses.replace(plan(f, options), threads=options.threads) for f in folders]
         for p in plans:
-            with FolderLock(p.folder):
-                if options.checkpoints:
-                    outcome[str(p.folder)] = {p.learners[0]: rescore_checkpoints(p, options)}
-                    continue
-                checks = {name: rescore_learner(p, name, options) for name in p.learners}
-                _refresh(p)
-                outcome[str(p.folder)] = checks
-    finally:
+            stack.callback(p.scoring.close)
+            stack.callback(p.context.close)
         for p in plans:
-            p.context.close()
-            p.scoring.close()
+            if options.checkpoints:
+                outcome[str(p.folder)] = {p.learners[0]: rescore_checkpoints(p, options)}
+                continue
+            # every learner's files read (and checked) before any is scored
+            loaded = {name: _loaded(p, name) for name in p.learners}
+            scored = {n: rescore_learner(p, n, options, loaded.pop(n)) for n in p.learners}
+            for name, (merged, record, _) in scored.items():
+                write_scores(p.folder / "runs" / name / SCORES_FILE, merged)
+                write_json_atomic(record, p.folder / "runs" / name / "rows.json")
+            _refresh(p)
+            outcome[str(p.folder)] = {name: check for name, (*_, check) in scored.items()}
     return outcome
 
 

@@ -114,11 +114,12 @@ def merge_scores(
     old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``old`` plus the records of ``new`` it lacks, and how the records of ``new`` that ``old``
-    already holds compare: ``{"added", "checked", "identical", "max_abs_difference"}`` (scores
-    compared bit for bit; NaN equals NaN)."""
+    already holds compare: ``{"added", "checked", "identical", "max_abs_difference",
+    "finiteness_changed"}`` (scores compared bit for bit; NaN equals NaN; the largest difference
+    over the pairs that are both finite; how many turned finite or non-finite)."""
     known = {record_key(r): r for r in old}
     merged = list(old)
-    checked = identical = 0
+    checked = identical = flipped = 0
     worst = 0.0
     for record in new:
         previous = known.get(record_key(record))
@@ -133,12 +134,13 @@ def merge_scores(
         if not same and math.isfinite(a) and math.isfinite(b):
             worst = max(worst, abs(a - b))
         elif not same:
-            worst = math.inf
+            flipped += 1
     report = {
         "added": len(merged) - len(old),
         "checked": checked,
         "identical": identical,
         "max_abs_difference": worst,
+        "finiteness_changed": flipped,
     }
     return merged, report
 

@@ -62,3 +62,25 @@ def test_bad_arguments_fail_before_training(tmp_path):
     (tmp_path / "file").write_text("")
     result = _run("--out", str(tmp_path / "file"))
     assert result.returncode != 0 and "is a file" in result.stderr
+
+
+def test_a_resumed_learner_runs_with_the_threads_of_the_whole_run(tmp_path, monkeypatch):
+    # The default --jobs 0 splits the cores between the run's learners; a resume with one
+    # learner left used to give it every core, and CPU scores differ with the thread count.
+    import os
+    import shutil
+
+    from metagym.cli import main
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    out = tmp_path / "run"
+    args = ["run", "sinusoid", "--profile", "tiny", "--learners", "oracle,pretrain"]
+    assert main([*args, "--jobs", "0", "--no-progress", "--out", str(out)]) == 0
+    first = json.loads((out / "results.json").read_text())["config"]
+    assert (first["jobs"], first["threads"]) == (2, 2)
+    shutil.rmtree(out / "runs" / "pretrain")  # as if killed before pretrain finished
+    assert main([*args, "--no-progress", "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "results.json").read_text())["config"]
+    assert (again["jobs"], again["threads"]) == (1, 2)
+    record = json.loads((out / "runs" / "pretrain" / "rows.json").read_text())
+    assert record["threads"] == 2

@@ -143,3 +143,24 @@ def test_checkpoints_give_the_score_against_training_time(run_dir):
     zero = next(p for p in curve["points"] if p["iteration"] == 20 and p["steps"] == 0)
     assert one["gain"] == pytest.approx(one["mean"] - zero["mean"])
     assert (run_dir / "runs" / "maml" / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_damaged_later_learner_leaves_every_learner_as_it_was(run_dir, capsys):
+    # learners are scored in order maml, oracle, pretrain: pretrain's file is read before any
+    # learner is scored, so maml's records are not rewritten while results.json stays stale
+    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    (run_dir / "runs" / "pretrain" / "learner.pt").write_bytes(b"truncated")
+    assert main(["evaluate", str(run_dir), "--eval-tasks", "12", "--no-progress"]) == 2
+    assert "learner.pt" in capsys.readouterr().err
+    after = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    changed = [p.name for p in before if before[p] != after.get(p) and p.name != "learner.pt"]
+    assert changed == []
+
+
+def test_a_learner_left_from_a_run_of_other_settings_is_refused(run_dir, capsys):
+    record = read_json(run_dir / "runs" / "maml" / "rows.json")
+    record["definition"]["seed"] = 7  # as if left by an earlier run with seed 7
+    write_json_atomic(record, run_dir / "runs" / "maml" / "rows.json")
+    assert main(["evaluate", str(run_dir), "--eval-tasks", "12", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "not this run's learner" in err and "seed: 7 -> 0" in err

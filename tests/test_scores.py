@@ -2,6 +2,7 @@
 the summary rows recomputed from the records."""
 
 import gzip
+import json
 import math
 
 import pytest
@@ -116,10 +117,15 @@ def test_merge_checks_the_records_it_already_has():
     old = [_record(0, 1.0), _record(1, 2.0)]
     same, report = merge_scores(old, [_record(1, 2.0), _record(2, 3.0)])
     assert [r["task"] for r in same] == [0, 1, 2]
-    assert report == {"added": 1, "checked": 1, "identical": 1, "max_abs_difference": 0.0}
+    assert report == {"added": 1, "checked": 1, "identical": 1, "max_abs_difference": 0.0,
+                      "finiteness_changed": 0}  # fmt: skip
     _, report = merge_scores(old, [_record(0, 1.0 + 2e-16), _record(1, 2.5)])
     assert (report["checked"], report["identical"]) == (2, 0)
     assert report["max_abs_difference"] == pytest.approx(0.5)
+    # a score that turned non-finite is counted, and the report stays JSON (no infinity)
+    _, report = merge_scores(old, [_record(0, math.nan), _record(1, 2.5)])
+    assert report["finiteness_changed"] == 1 and report["max_abs_difference"] == 0.5
+    json.dumps(report, allow_nan=False)
 
 
 def test_summary_rows_are_the_records_summary():
