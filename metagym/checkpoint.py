@@ -9,8 +9,12 @@ and plain containers only: no code runs).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +30,38 @@ class CheckpointError(ValueError):
 
 
 def _fix(path: Path) -> str:
-    return f"delete {path} (the run then starts that learner afresh), or run without --resume"
+    return (
+        f"delete {path} (a --resume then trains that learner afresh), or start the run afresh "
+        "with --overwrite"
+    )
+
+
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block is done, then raise it: ``torch.save`` turns a
+    KeyboardInterrupt raised inside it into a RuntimeError ("enforce fail at
+    inline_container.cc"), which would end the run as an error rather than as interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` ``state`` with its checksum to ``path``, atomically."""
+    """``torch.save`` ``state`` with its checksum to ``path``, atomically (a Ctrl-C during the
+    write takes effect once the file is in place)."""
+    with _interrupt_after():
+        return _save(state, path)
+
+
+def _save(state: dict[str, Any], path: str | Path) -> Path:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()

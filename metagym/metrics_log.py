@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
+
+from metagym.results import write_atomic
 
 
 class MetricsLog:
@@ -31,11 +34,13 @@ class MetricsLog:
                     if (parsed := _parse_row(r)) is not None
                     and parsed.get("iteration", math.inf) <= resume_iteration
                 ]
-        with self.path.open("w", newline="") as f:
-            if self.fields:
-                writer = csv.DictWriter(f, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
+        text = io.StringIO(newline="")
+        if self.fields:
+            writer = csv.DictWriter(text, self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        # atomically: an interrupt while rewriting must not lose the rows before the checkpoint
+        write_atomic(self.path, lambda f: f.write(text.getvalue().encode()))
         self.writer = None
         if tensorboard:
             try:

@@ -119,6 +119,9 @@ def train(
     writer = distributed is None or distributed.is_main
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # temporary files of atomic writes a killed run left (the folder is locked: none is live)
+        for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+            stale.unlink(missing_ok=True)
     checkpoint_path = run_dir / "checkpoint.pt"
 
     generator = make_generator(config.seed)

@@ -102,4 +102,28 @@ def test_resume_refuses_a_checkpoint_of_another_training(tmp_path):
     with pytest.raises(ValueError, match="past the 2 asked"):
         train(_learner(), distribution, shorter, tmp_path, resume=True, progress=False)
     longer = TrainConfig(**{**config.__dict__, "iterations": 6, "log_every": 3})  # same training
+    (tmp_path / ".checkpoint.pt.abc123.tmp").write_bytes(b"half")  # left by a SIGKILL
     train(_learner(), distribution, longer, tmp_path, resume=True, progress=False)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_the_file_is_in_place(tmp_path):
+    import os
+    import signal
+
+    from metagym import checkpoint
+
+    real = checkpoint._save
+
+    def interrupted(state, path):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the write
+        return real(state, path)
+
+    checkpoint._save = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checkpoint.save_atomic({"iteration": 3}, tmp_path / "checkpoint.pt")
+    finally:
+        checkpoint._save = real
+    assert load_checkpoint(tmp_path / "checkpoint.pt") == {"iteration": 3}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
