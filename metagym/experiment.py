@@ -34,6 +34,7 @@ from metagym.domains.profile import Profile
 from metagym.evaluate import evaluate
 from metagym.memory import PeakMemory
 from metagym.paired import paired_markdown, paired_table
+from metagym.provenance import code_fingerprint
 from metagym.results import read_json, write_json_atomic, write_report
 from metagym.run_folder import FolderLock, check_folder, differences, start_folder
 from metagym.scores import SCORES_FILE, write_scores
@@ -189,6 +190,7 @@ def run_learner(
         "timings": {"train_s": round(train_s, 1), "eval_s": round(eval_s, 1)},
         "memory": peak_memory,
         "threads": torch.get_num_threads(),
+        "code": code_fingerprint(),
         "rows": rows,
         "extras": extras,
     }

@@ -23,6 +23,7 @@ from metagym.checkpoint import load_checkpoint, save_atomic
 from metagym.distributed import DistributedMetaBatch
 from metagym.learners.base import Learner
 from metagym.metrics_log import MetricsLog
+from metagym.provenance import code_fingerprint
 from metagym.tasks.base import TaskDistribution, make_generator
 
 
@@ -69,7 +70,8 @@ _DEFINING = ("meta_batch", "seed", "split")
 
 
 def _check_same_training(state: dict, config: TrainConfig, path: Path) -> None:
-    """Refuse a checkpoint written under another seed, meta-batch or split, or past the end."""
+    """Refuse a checkpoint written under another seed, meta-batch or split, by other code, or
+    past the end."""
     saved = state.get("config") or {}
     changed = [
         f"{k}: {saved.get(k)!r} -> {getattr(config, k)!r}"
@@ -80,6 +82,13 @@ def _check_same_training(state: dict, config: TrainConfig, path: Path) -> None:
         raise ValueError(
             f"--resume: {path} was written by another training ({'; '.join(changed)}); delete "
             f"{path.parent} to train that learner afresh"
+        )
+    code = state.get("code")
+    if code is not None and code != code_fingerprint():
+        raise ValueError(
+            f"--resume: {path} was written by other metagym code (source fingerprint {code}, "
+            f"this is {code_fingerprint()}): continuing it would mix two trainings; delete "
+            f"{path.parent} to train that learner afresh, or resume with the code that wrote it"
         )
     if int(state["iteration"]) > config.iterations:
         raise ValueError(
@@ -155,6 +164,7 @@ def train(
             "generator": generator.get_state(),
             "iteration": iteration,
             "config": asdict(config),
+            "code": code_fingerprint(),
         }
         save_atomic(state, checkpoint_path)
         if config.keep_checkpoints:

@@ -127,3 +127,18 @@ def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_the_file_is_in_place
         checkpoint._save = real
     assert load_checkpoint(tmp_path / "checkpoint.pt") == {"iteration": 3}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resume_refuses_a_checkpoint_written_by_other_code(tmp_path):
+    from metagym.checkpoint import save_atomic
+    from metagym.provenance import code_fingerprint
+
+    distribution = SinusoidTasks(5)
+    config = TrainConfig(iterations=4, meta_batch=2, log_every=2, checkpoint_every=2)
+    train(_learner(), distribution, config, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["code"] == code_fingerprint() and len(code_fingerprint()) == 16
+    save_atomic({**state, "code": "0123456789abcdef"}, tmp_path / "checkpoint.pt")
+    more = TrainConfig(**{**config.__dict__, "iterations": 6})
+    with pytest.raises(ValueError, match="other metagym code"):
+        train(_learner(), distribution, more, tmp_path, resume=True, progress=False)
