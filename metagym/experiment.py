@@ -237,13 +237,17 @@ def run_definition(context: Context) -> dict[str, Any]:
         "profile": context.profile.as_dict(),
         "metagym_version": metagym.__version__,
         "task_stream": TASK_STREAM,
+        **({"derived": context.domain.derived(context)} if context.domain.derived else {}),
     }
 
 
 def definition_defaults(context: Context) -> dict[str, Any]:
     """What a definition written before a profile field existed is read with: the field's
     default (adding a field keeps the old behaviour at its default, so such folders resume)."""
-    return {"profile": type(context.profile)().as_dict()}
+    defaults: dict[str, Any] = {"profile": type(context.profile)().as_dict()}
+    if context.domain.derived:  # folders from before ``derived`` were run as today's derive it
+        defaults["derived"] = context.domain.derived(context)
+    return defaults
 
 
 def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ from metagym.checkpoint import load_checkpoint
 from metagym.domains.base import Context
 from metagym.domains.profile import Profile
 from metagym.evaluate import summary_rows, task_records
-from metagym.experiment import definition_defaults, merge
+from metagym.experiment import definition_defaults, merge, run_definition
 from metagym.learners.base import Learner
 from metagym.metrics_log import read_metrics
 from metagym.results import read_json, write_json_atomic
@@ -176,7 +176,16 @@ def plan(folder: Path, options: RescoreOptions) -> Plan:
     if not names:
         raise ValueError(f"{folder} has no finished learner to score")
     common = dict(seed=definition["seed"], device=options.device, data_root=options.data_root)
-    context = Context(domain, profile, definition["variant"], tuple(names), **common)
+    results = read_json(folder / "results.json")
+    # the run's own learners define how it scored (RL: whole trials when a bandit learner ran)
+    run_learners = tuple(results.get("config", {}).get("families") or finished)
+    context = Context(domain, profile, definition["variant"], run_learners, **common)
+    derived = run_definition(context).get("derived")
+    if derived is not None and definition.get("derived", derived) != derived:
+        raise ValueError(
+            f"{folder} was scored with {definition['derived']}, its learners now give {derived}: "
+            "it cannot be re-scored as it ran; run it again"
+        )
     for name in names:  # a learner left from a run of other settings is not this run's
         own = read_json(folder / "runs" / name / "rows.json").get("definition")
         defaults = definition_defaults(context)
@@ -189,8 +198,8 @@ def plan(folder: Path, options: RescoreOptions) -> Plan:
     if domain.check is not None:
         domain.check(context)
     scoring_profile = _with_shifts(domain, profile, options.shifts)
-    scoring = Context(domain, scoring_profile, definition["variant"], tuple(names), **common)
-    ran = list(dict.fromkeys(r["split"] for r in read_json(folder / "results.json")["rows"]))
+    scoring = Context(domain, scoring_profile, definition["variant"], run_learners, **common)
+    ran = list(dict.fromkeys(r["split"] for r in results["rows"]))
     added = [s for s in domain.eval_splits(scoring) if s not in domain.eval_splits(context)]
     splits = list(options.splits) if options.splits is not None else ran + added
     for name in names:

@@ -192,6 +192,9 @@ class Domain:
         splits: one line naming the splits, for ``metagym list``.
         shift_fields: kind of graded shift -> the profile field holding its levels (Omniglot's
             ``{"scale": "scale_levels", ...}``), so ``metagym evaluate --shift`` can add levels.
+        derived: ``derived(context) -> dict`` of settings that define the results beyond the
+            profile, computed from the context (RL: how a trial is scored, which depends on
+            the run's learners); part of ``run.json``, so ``--resume`` refuses a change.
     """
 
     name: str
@@ -211,6 +214,7 @@ class Domain:
     default_profile: str = "quick"
     splits: str = "those of the distribution"
     shift_fields: Mapping[str, str] = field(default_factory=dict)
+    derived: Callable[[Context], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         for name, recipe in self.recipes.items():

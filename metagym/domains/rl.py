@@ -606,5 +606,9 @@ DOMAIN = register(
         after_run=write_extras,
         title=lambda c: f"{c.distribution().name} results",
         splits="train, val, test and the environment's ood-* splits",
+        derived=lambda c: {
+            "trial_total": trial_total(c),
+            "episodes_per_trial": episodes_per_trial(c),
+        },
     )
 )

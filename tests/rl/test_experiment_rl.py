@@ -122,3 +122,16 @@ def test_run_refuses_bad_arguments(tmp_path, toy_module, capsys, args, message):
     assert main(["run", "rl", *args, "--out", str(tmp_path / "x")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_refuses_learners_that_change_how_the_run_is_scored(tmp_path, capsys):
+    # a bandit learner makes the whole run scored on trials of 10 episodes: adding one on
+    # --resume would score it differently from the learners already there
+    out = tmp_path / "bandit"
+    args = ["--env", "metagym/Bandit-v0", "--profile", "tiny", "--out", str(out), "--no-progress"]
+    _run([*args, "--learners", "random"])
+    assert main(["run", "rl", "--jobs", "1", *args, "--learners", "ucb1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "derived.trial_total: False -> True" in err and len(err.strip().splitlines()) == 1
+    definition = json.loads((out / "run.json").read_text())
+    assert definition["derived"] == {"trial_total": False, "episodes_per_trial": 2}
