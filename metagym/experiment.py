@@ -28,6 +28,7 @@ import torch
 
 import metagym
 from metagym import domains
+from metagym.checkpoint import load_checkpoint
 from metagym.distributed import is_main_process
 from metagym.domains.base import Context, Domain, LearnerRecipe
 from metagym.domains.profile import Profile
@@ -264,6 +265,11 @@ def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
             f"--resume: {run_dir.name} in {run_dir.parent.parent} was run with other settings "
             f"({'; '.join(changed[:6])}); use another --out, or --overwrite"
         )
+    saved = run_dir / "learner.pt"
+    if record.get("iterations"):
+        if not saved.is_file():
+            return None  # trained but not saved: rerun it (its last checkpoint is the end)
+        load_checkpoint(saved)  # verified: a damaged file is one clear line, not a later surprise
     return record
 
 

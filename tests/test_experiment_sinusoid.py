@@ -84,3 +84,22 @@ def test_a_resumed_learner_runs_with_the_threads_of_the_whole_run(tmp_path, monk
     assert (again["jobs"], again["threads"]) == (1, 2)
     record = json.loads((out / "runs" / "pretrain" / "rows.json").read_text())
     assert record["threads"] == 2
+
+
+def test_resume_checks_the_saved_learners_of_finished_learners(tmp_path, capsys):
+    from metagym.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "sinusoid", "--profile", "tiny", "--learners", "maml", "--jobs", "1"]
+    args += ["--threads", "1", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    saved = out / "runs" / "maml" / "learner.pt"
+    intact = saved.read_bytes()
+    saved.write_bytes(intact[: len(intact) // 2])  # truncated
+    assert main([*args, "--resume"]) == 2
+    assert "learner.pt" in capsys.readouterr().err
+    saved.unlink()  # gone: the learner is rerun from its last checkpoint, to the same results
+    assert main([*args, "--resume"]) == 0
+    assert saved.is_file()
+    assert json.loads((out / "results.json").read_text())["rows"] == rows
