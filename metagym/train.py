@@ -165,13 +165,18 @@ def train(
             "iteration": iteration,
             "config": asdict(config),
             "code": code_fingerprint(),
+            # the metrics of iterations not yet in a metrics.csv row (log_every need not divide
+            # checkpoint_every): a resumed run's next row then averages what an uninterrupted
+            # run's does, over the same seconds
+            "pending": {"sums": dict(sums), "count": count, "seconds": time.perf_counter() - tick},
         }
-        save_atomic(state, checkpoint_path)
-        if config.keep_checkpoints:
+        if config.keep_checkpoints:  # first: a kill between the two writes leaves no gap
             save_atomic(state, run_dir / "checkpoints" / f"iter-{iteration:06d}.pt")
+        save_atomic(state, checkpoint_path)
 
-    sums: dict[str, float] = {}
-    count, tick = 0, time.perf_counter()
+    pending = (state or {}).get("pending") or {}
+    sums: dict[str, float] = dict(pending.get("sums") or {})
+    count, tick = int(pending.get("count", 0)), time.perf_counter() - pending.get("seconds", 0.0)
     learner.train()
     bar = tqdm(
         range(start, config.iterations),

@@ -142,3 +142,35 @@ def test_resume_refuses_a_checkpoint_written_by_other_code(tmp_path):
     more = TrainConfig(**{**config.__dict__, "iterations": 6})
     with pytest.raises(ValueError, match="other metagym code"):
         train(_learner(), distribution, more, tmp_path, resume=True, progress=False)
+
+
+def test_a_resumed_metrics_row_averages_the_same_iterations(tmp_path):
+    # log every 4, checkpoint every 3: interrupted at 6, the row at 8 must still average 5..8
+    distribution = SinusoidTasks(5)
+    config = TrainConfig(iterations=12, meta_batch=4, seed=2, log_every=4, checkpoint_every=3)
+    train(_learner(), distribution, config, tmp_path / "whole", progress=False)
+
+    class Interrupted(SinusoidTasks):
+        calls = 0
+
+        def sample(self, *args, **kwargs):
+            Interrupted.calls += 1
+            if Interrupted.calls == 8:  # killed while drawing iteration 8's meta-batch
+                raise KeyboardInterrupt
+            return super().sample(*args, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_learner(), Interrupted(5), config, tmp_path / "split", progress=False)
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["iteration"] == 6
+    train(_learner(), distribution, config, tmp_path / "split", resume=True, progress=False)
+
+    def rows(folder):
+        rate = "charts/iterations_per_second"
+        return [{k: v for k, v in r.items() if k != rate} for r in read_metrics(folder)]
+
+    whole, split = (
+        rows(tmp_path / "whole" / "metrics.csv"),
+        rows(tmp_path / "split" / "metrics.csv"),
+    )
+    assert [r["iteration"] for r in split] == [4, 8, 12]
+    assert split == whole
