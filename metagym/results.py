@@ -33,8 +33,9 @@ def write_atomic(
     path: str | Path, write: Callable[[BinaryIO], None], *, sync: bool = False
 ) -> Path:
     """Create ``path`` through a temporary file in its folder that ``write(file)`` fills, then a
-    rename (``sync``: flushed to disk first), so a reader never sees a partial file; the mode is
-    what a plain ``open()`` would give."""
+    rename (``sync``: the file flushed to disk first, and the folder after the rename, so the new
+    file survives a power cut too), so a reader never sees a partial file; the mode is what a
+    plain ``open()`` would give."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -49,13 +50,20 @@ def write_atomic(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return path
 
 
 def write_json_atomic(data: Any, path: str | Path) -> Path:
-    """Write ``data`` as JSON (NaN and infinity refused) through a temporary file and a rename."""
+    """Write ``data`` as JSON (NaN and infinity refused) through a temporary file and a rename,
+    synced: ``run.json``, ``rows.json`` and ``results.json`` are what ``--resume`` trusts."""
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    return write_atomic(path, lambda f: f.write(text.encode()))
+    return write_atomic(path, lambda f: f.write(text.encode()), sync=True)
 
 
 def read_json(path: str | Path) -> Any:

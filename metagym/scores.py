@@ -107,7 +107,7 @@ def write_scores(path: str | Path, records: Iterable[dict[str, Any]]) -> Path:
     for record in records:
         writer.writerow([_cell(c, record.get(c)) for c in COLUMNS])
     payload = gzip.compress(text.getvalue().encode(), mtime=0)
-    return write_atomic(path, lambda f: f.write(payload))
+    return write_atomic(path, lambda f: f.write(payload), sync=True)
 
 
 def merge_scores(
