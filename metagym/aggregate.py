@@ -29,7 +29,7 @@ from typing import Any
 
 from metagym.paired import paired_markdown, paired_table
 from metagym.results import read_results, write_json_atomic, write_report
-from metagym.run_folder import differences
+from metagym.run_folder import RUN_FILE, differences
 from metagym.stats import Z975
 
 #: Fields of a row that are measured values of one run (the rest identify the row).
@@ -165,14 +165,18 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any
     for file in files:
         if file.parent.resolve() == target:
             raise ValueError(f"--out {out_dir} is one of the runs; aggregate into another folder")
+    if (target / RUN_FILE).is_file() or any(target.glob(f"*/{RUN_FILE}")):
+        raise ValueError(
+            f"--out {out_dir} holds a run (its {RUN_FILE}); aggregate into another folder"
+        )
     runs = [read_results(f) for f in files]
     check_same_settings(runs, files)
     rows, missing = aggregate_rows(runs)
     seeds = rows[0]["seeds"]
-    for row in missing:
+    if missing:
+        learners = sorted({str(row["learner"]) for row in missing})
         print(
-            f"left out (not in every run): learner {row['learner']}, split {row['split']}, "
-            f"steps {row['steps']}",
+            f"left out (not in every run): {len(missing)} rows of {', '.join(learners)}",
             file=sys.stderr,
         )
     config = {

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from metagym import domains
 from metagym.domains.base import Domain
@@ -30,10 +31,34 @@ from metagym.domains.profile import add_profile_flags, profile_overrides
 EXPECTED_ERRORS = (ValueError, TypeError, OSError, RuntimeError, KeyError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), like metagym's own:
+    argparse's default prints the whole usage block first."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _out(text: str) -> Path:
+    """``--out``; an empty one (which would write into the current folder) is refused."""
+    if not str(text).strip():
+        raise ValueError("--out is empty: give the folder to write (it is created)")
+    return Path(text)
+
+
 def _split_names(text: str | None) -> list[str] | None:
+    """Comma-separated names; an empty part (``a,,b``) or a name given twice is refused."""
     if text is None:
         return None
-    return [part.strip() for part in text.split(",") if part.strip()]
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        return []
+    if not all(parts):
+        raise ValueError(f"{text!r} has an empty name (two commas in a row, or one at an end)")
+    twice = sorted({p for p in parts if parts.count(p) > 1})
+    if twice:
+        raise ValueError(f"{text!r} names {', '.join(twice)} twice")
+    return parts
 
 
 def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None:
@@ -56,7 +81,9 @@ def add_run_parser(commands: argparse._SubParsersAction, domain: Domain) -> None
         choices=list(domain.profiles),
         help=f"preset of the settings below (default {domain.default_profile})",
     )
-    parser.add_argument("--out", default=f"runs/{domain.name}", help="output directory")
+    parser.add_argument(
+        "--out", default=f"runs/{domain.name}", help="output directory (default: runs/DOMAIN)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the run in --out (else it is refused)"
@@ -151,15 +178,18 @@ def _shifts(specs: Sequence[str]) -> dict[str, tuple[float, ...]]:
 def _ints(flag: str, text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
+    parts = [v.strip() for v in text.split(",")]
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        if not all(parts):
+            raise ValueError
+        return tuple(int(v) for v in parts)
     except ValueError:
         raise ValueError(f"{flag} {text!r}: give comma-separated integers") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's parser (built once: it registers every domain's flags)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="metagym",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -263,7 +293,7 @@ def run_command(args: argparse.Namespace) -> int:
     profile = domain.profile(args.profile)
     profile = profile.replace(**profile_overrides(args, profile))
     options = RunOptions(
-        out_dir=Path(args.out),
+        out_dir=_out(args.out),
         seed=args.seed,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -291,11 +321,11 @@ def run_command(args: argparse.Namespace) -> int:
 def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
-    from metagym.experiment import check_device
+    from metagym.experiment import MAX_THREADS, check_device
     from metagym.rescore import RescoreOptions, rescore, run_threads
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if not 0 <= args.threads <= MAX_THREADS:
+        raise ValueError(f"--threads must be between 0 and {MAX_THREADS}, got {args.threads}")
     # The run's own thread count by default: scores are bit-identical only with the same threads.
     torch.set_num_threads(args.threads or run_threads(Path(args.run)) or torch.get_num_threads())
     learners, splits = _split_names(args.learners), _split_names(args.splits)
@@ -353,7 +383,7 @@ def plot_command(args: argparse.Namespace) -> int:
 def aggregate_command(args: argparse.Namespace) -> int:
     from metagym.aggregate import aggregate
 
-    aggregate(args.runs, args.out)
+    aggregate(args.runs, _out(args.out))
     print((Path(args.out) / "results.md").read_text())
     if not args.no_plots:
         return plot_command(argparse.Namespace(out_dir=args.out))
@@ -365,6 +395,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     seeds = parse_seeds(args.seeds)
     only = parse_domains(args.domains)
+    _out(args.out)
     command = f"metagym report --profile {args.profile} --out {args.out}"
     command += " --resume" * args.resume + f" --seeds {args.seeds}" * (args.seeds != "0")
     command += f" --domains {args.domains}" * (args.domains is not None)

@@ -37,7 +37,7 @@ from metagym.memory import PeakMemory
 from metagym.paired import paired_markdown, paired_table
 from metagym.provenance import code_fingerprint
 from metagym.results import read_json, write_json_atomic, write_report
-from metagym.run_folder import FolderLock, check_folder, differences, start_folder
+from metagym.run_folder import RUN_FILE, FolderLock, check_folder, differences, start_folder
 from metagym.scores import SCORES_FILE, write_scores
 from metagym.seeding import TASK_STREAM, build_seeded, make_generator
 from metagym.train import TrainConfig, train
@@ -257,6 +257,10 @@ def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     record = read_json(path)
+    if "definition" not in record or not isinstance(record.get("rows"), list):
+        raise ValueError(
+            f"{path} is damaged (no definition or rows); delete {run_dir} to run that learner again"
+        )
     changed = differences(
         record.get("definition", {}), run_definition(context), defaults=definition_defaults(context)
     )
@@ -429,6 +433,38 @@ def prepare(
     return names, planned
 
 
+def check_layout(out: Path, planned: Sequence[tuple[str, Path, Context]]) -> None:
+    """Refuse an ``--out`` laid out for another domain: a run of its own where this one writes
+    a folder per variant (Omniglot's ``5way-1shot/``), or variant folders where it writes one
+    run; mixed, neither could be resumed, evaluated or aggregated."""
+    variants = [sub for sub, _, _ in planned if sub]
+    if variants and (out / RUN_FILE).is_file():
+        other = read_json(out / RUN_FILE).get("domain")
+        raise ValueError(
+            f"--out {out} holds a {other} run; this one writes a folder per setting "
+            f"({', '.join(variants[:3])}, ...) and would bury it: give another --out"
+        )
+    inside = sorted(p.parent.name for p in out.glob(f"*/{RUN_FILE}"))
+    if not variants and inside:
+        raise ValueError(
+            f"--out {out} holds runs in subfolders ({', '.join(inside[:3])}); give another --out"
+        )
+
+
+def check_resumable(out_dir: Path, context: Context, names: Sequence[str]) -> None:
+    """Before any work of a ``--resume``: every finished learner of the folder matches the run
+    and has an intact ``learner.pt``, and every checkpoint a named learner would continue is
+    intact (else one line now, not after hours of the other learners' training)."""
+    runs = out_dir / "runs"
+    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if run_dir.name not in context.domain.recipes:
+            continue
+        if (run_dir / "rows.json").is_file():
+            _finished(run_dir, context)
+        elif run_dir.name in names and (run_dir / "checkpoint.pt").is_file():
+            load_checkpoint(run_dir / "checkpoint.pt")
+
+
 def run(
     domain: str | Domain,
     profile: Profile | str | None = None,
@@ -450,6 +486,8 @@ def run(
     out = {}
     try:
         with FolderLock(options.out_dir) if main else contextlib.nullcontext():
+            if main:
+                check_layout(Path(options.out_dir), planned)
             for _, out_dir, context in planned if main else ():
                 definition = run_definition(context)
                 check_folder(
@@ -459,6 +497,8 @@ def run(
                     overwrite=options.overwrite,
                     defaults=definition_defaults(context),
                 )
+                if options.resume:
+                    check_resumable(out_dir, context, names)
             for subfolder, out_dir, context in planned:
                 if main:
                     start_folder(

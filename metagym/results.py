@@ -66,13 +66,19 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
     return write_atomic(path, lambda f: f.write(text.encode()), sync=True)
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by :func:`write_json_atomic` (a ValueError naming a damaged one)."""
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON object written by :func:`write_json_atomic` (a ValueError naming a damaged
+    file: not JSON, or JSON but not an object)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete it to start over") from None
+        raise ValueError(f"{path} is not valid JSON ({error}): the file is damaged") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(data).__name__}, not an object: the file is damaged"
+        )
+    return data
 
 
 def check_rows(rows: Sequence[dict[str, Any]]) -> None:

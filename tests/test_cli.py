@@ -132,3 +132,85 @@ def test_run_api_returns_the_results_of_each_variant(tmp_path):
         "baseline"
     }
     assert (tmp_path / "o" / "runs" / "oracle" / "rows.json").is_file()
+
+
+# -- refusals found by auditing the command line ----------------------------------------------------
+def _tiny(out, *extra):
+    args = [
+        "run",
+        "sinusoid",
+        "--profile",
+        "tiny",
+        "--jobs",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    return main([*args, *extra])
+
+
+def _one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert all(f in err for f in fragments), err
+
+
+def test_parser_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "sinusoid", "--seed", "1.5"])
+    assert exit_.value.code == 2
+    _one_line_error(capsys, "--seed", "invalid int value", "--help")
+
+
+def test_empty_or_repeated_names_and_an_empty_out_are_refused(tmp_path, capsys):
+    assert _tiny(tmp_path / "a", "--learners", "oracle,,maml") == 2
+    _one_line_error(capsys, "empty name")
+    assert _tiny(tmp_path / "a", "--learners", "oracle,oracle") == 2
+    _one_line_error(capsys, "oracle twice")
+    assert _tiny("", "--learners", "oracle") == 2
+    _one_line_error(capsys, "--out is empty")
+    assert not (tmp_path / "a").exists()
+
+
+def test_aggregate_and_evaluate_refuse_what_would_damage_a_run(tmp_path, capsys):
+    for seed in (0, 1, 2):
+        assert _tiny(tmp_path / f"s{seed}", "--learners", "oracle", "--seed", str(seed)) == 0
+    capsys.readouterr()
+    before = (tmp_path / "s2" / "results.json").read_bytes()
+    runs = [str(tmp_path / "s0"), str(tmp_path / "s1")]
+    assert main(["aggregate", *runs, "--out", str(tmp_path / "s2"), "--no-plots"]) == 2
+    _one_line_error(capsys, "holds a run")
+    assert (tmp_path / "s2" / "results.json").read_bytes() == before
+    assert main(["evaluate", runs[0], "--threads", "99999", "--no-progress"]) == 2
+    _one_line_error(capsys, "--threads must be between 0 and 1024")
+    assert main(["evaluate", runs[0], "--steps", ",", "--no-progress"]) == 2
+    _one_line_error(capsys, "--steps", "comma-separated integers")
+    (tmp_path / "s1" / "run.json").write_text("[]")
+    assert _tiny(tmp_path / "s1", "--learners", "oracle", "--seed", "1", "--resume") == 2
+    _one_line_error(capsys, "run.json holds a JSON list, not an object")
+
+
+def test_a_folder_laid_out_for_another_domain_is_refused(tmp_path, capsys):
+    out = tmp_path / "mixed"
+    (out / "5way-1shot").mkdir(parents=True)
+    (out / "5way-1shot" / "run.json").write_text('{"domain": "omniglot"}')
+    assert _tiny(out, "--learners", "oracle") == 2
+    _one_line_error(capsys, "holds runs in subfolders (5way-1shot)")
+    assert not (out / "runs").exists()
+
+
+def test_resume_checks_every_checkpoint_before_training_anything(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _tiny(out, "--learners", "maml,blackbox") == 0
+    for name in ("maml", "blackbox"):
+        (out / "runs" / name / "rows.json").unlink()
+    (out / "runs" / "maml" / "learner.pt").unlink()
+    damaged = out / "runs" / "blackbox" / "checkpoint.pt"
+    damaged.write_bytes(damaged.read_bytes()[:500])
+    before = (out / "runs" / "maml" / "metrics.csv").read_bytes()
+    capsys.readouterr()
+    assert _tiny(out, "--learners", "maml,blackbox", "--resume") == 2
+    _one_line_error(capsys, "blackbox", "checkpoint.pt is damaged")
+    assert not (out / "runs" / "maml" / "rows.json").exists()  # maml was not run again first
+    assert (out / "runs" / "maml" / "metrics.csv").read_bytes() == before

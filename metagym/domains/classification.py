@@ -36,6 +36,7 @@ from metagym.learners.protonet import PrototypicalNetwork
 from metagym.learners.soft_nn import SoftNearestNeighbour
 from metagym.nets.conv4 import conv4, embedding_size
 from metagym.plots.classification import redraw
+from metagym.seeding import make_generator
 
 LEARNERS = (
     "protonet",
@@ -341,6 +342,23 @@ def _check_pretrain(context: Context) -> None:
         )
 
 
+def _check_reptile(context: Context) -> None:
+    """Reptile splits each training task's examples into ``reptile_train_batches`` minibatches:
+    more minibatches than examples would give empty ones (an error deep in training)."""
+    batches = context.profile.reptile_train_batches
+    if batches == 1:
+        return
+    recipe = context.domain.recipes["reptile"]
+    distribution = context.distribution(recipe.distribution_key(context))
+    task = distribution.sample(1, "train", make_generator(0))[0]
+    examples = len(task.support.y) + len(task.query.y)
+    if batches > examples:
+        raise ValueError(
+            f"--reptile-train-batches {batches} is more than the {examples} examples of a "
+            f"training task (support and queries): at most {examples}"
+        )
+
+
 def _ways(context: Context) -> int:
     return _image(context)[2]
 
@@ -430,6 +448,7 @@ def classification_recipes(extras: tuple[str, ...] = ()) -> dict[str, LearnerRec
             "gradient",
             _reptile,
             "Reptile (Nichol et al. 2018), first order",
+            check=_check_reptile,
             **{
                 **steps_fields(lambda c: c.profile.reptile_eval_steps),
                 "meta_batch": lambda c: c.profile.meta_batch["reptile"],

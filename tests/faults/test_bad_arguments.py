@@ -94,7 +94,8 @@ COMMON = [
     (["--device", "cuda:99"], "--device"),
     (["--learners", "nope"], "unknown learner"),
     (["--learners", ","], "no learner"),
-    (["--learners", "maml,maml,zzz"], "unknown learner"),
+    (["--learners", "maml,maml,zzz"], "names maml twice"),
+    (["--learners", "maml,,zzz"], "empty name"),
 ]
 
 

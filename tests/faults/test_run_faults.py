@@ -386,7 +386,7 @@ def test_an_observation_shape_that_changes_with_the_task_is_named(tmp_path, monk
         (None, "no results.json in"),
         ("", "is not valid JSON"),
         ("{not json", "is not valid JSON"),
-        ("[1, 2]", "is not a metagym results file"),
+        ("[1, 2]", "holds a JSON list, not an object"),
         ('{"rows": [3]}', "must be an object"),
         ('{"rows": []}', "has no rows"),
         ('{"rows": [{"learner": "x"}]}', "misses"),
