@@ -273,17 +273,13 @@ def write_npz(arrays: Mapping[str, np.ndarray], path: str | Path) -> str:
 
 
 def _missing_message(searched: Sequence[Path], reason: str) -> str:
-    folders = "\n".join(f"  - {p}" for p in searched)
+    folders = ", ".join(str(p) for p in searched)
     return (
-        "Omniglot not found: no folder holds omniglot_background.npz and omniglot_evaluation.npz.\n"
-        f"Searched:\n{folders}\n"
-        f"Download failed: {reason}\n"
-        "To provide the data, do one of:\n"
-        f"  - point --data-root (or the {ENV_VAR} environment variable) at a folder holding the two "
-        "npz files (or an omniglot/ subfolder holding them);\n"
-        f"  - put images_background.zip and images_evaluation.zip from {DOWNLOAD_URL} into "
-        f"{searched[0]} and run again (they are checked and converted);\n"
-        "  - run again with internet access to download them."
+        "Omniglot not found: no folder holds omniglot_background.npz and "
+        f"omniglot_evaluation.npz (searched {folders}; download failed: {reason}); point "
+        f"--data-root (or {ENV_VAR}) at a folder holding them (or an omniglot/ subfolder), or "
+        f"put images_background.zip and images_evaluation.zip from {DOWNLOAD_URL} into "
+        f"{searched[0]}, or run again with internet access"
     )
 
 

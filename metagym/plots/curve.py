@@ -56,6 +56,10 @@ def check_same_environment(run: Path, beside: Sequence[str | Path]) -> None:
     if not beside:
         return
     mine = _environment(run)
+    if mine is None:
+        raise ValueError(
+            f"--beside joins the sample-efficiency curves of RL runs; {run} is not an RL run"
+        )
     for other in map(Path, beside):
         theirs = _environment(other)
         if theirs != mine:
