@@ -162,6 +162,8 @@ def aggregate(paths: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any
     the results as written (``main`` also redraws the plots)."""
     files = [results_path(p) for p in paths]
     target = Path(out_dir).resolve()
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; give a folder (it is created)")
     for file in files:
         if file.parent.resolve() == target:
             raise ValueError(f"--out {out_dir} is one of the runs; aggregate into another folder")

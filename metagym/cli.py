@@ -329,6 +329,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     # The run's own thread count by default: scores are bit-identical only with the same threads.
     torch.set_num_threads(args.threads or run_threads(Path(args.run)) or torch.get_num_threads())
     learners, splits = _split_names(args.learners), _split_names(args.splits)
+    for flag, names in (("--learners", learners), ("--splits", splits)):
+        if names == []:
+            raise ValueError(f"{flag} is empty: name at least one (or leave it out for all)")
     options = RescoreOptions(
         learners=None if learners is None else tuple(learners),
         splits=None if splits is None else tuple(splits),

@@ -186,6 +186,11 @@ def test_aggregate_and_evaluate_refuse_what_would_damage_a_run(tmp_path, capsys)
     _one_line_error(capsys, "--threads must be between 0 and 1024")
     assert main(["evaluate", runs[0], "--steps", ",", "--no-progress"]) == 2
     _one_line_error(capsys, "--steps", "comma-separated integers")
+    assert main(["evaluate", runs[0], "--splits", "", "--no-progress"]) == 2
+    _one_line_error(capsys, "--splits is empty")
+    (tmp_path / "file").write_text("x")
+    assert main(["aggregate", *runs, "--out", str(tmp_path / "file"), "--no-plots"]) == 2
+    _one_line_error(capsys, "is a file")
     (tmp_path / "s1" / "run.json").write_text("[]")
     assert _tiny(tmp_path / "s1", "--learners", "oracle", "--seed", "1", "--resume") == 2
     _one_line_error(capsys, "run.json holds a JSON list, not an object")
