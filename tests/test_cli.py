@@ -170,6 +170,9 @@ def test_empty_or_repeated_names_and_an_empty_out_are_refused(tmp_path, capsys):
     _one_line_error(capsys, "oracle twice")
     assert _tiny("", "--learners", "oracle") == 2
     _one_line_error(capsys, "--out is empty")
+    omniglot = ["run", "omniglot", "--profile", "tiny", "--ways", "5,5", "--out", str(tmp_path)]
+    assert main([*omniglot, "--data-root", "/nowhere-at-all"]) == 2
+    _one_line_error(capsys, "--ways 5,5 names a value twice")
     assert not (tmp_path / "a").exists()
 
 

@@ -126,6 +126,7 @@ def test_resume_reuses_every_finished_run(tiny_report, capsys):
     [
         (["--seeds", "0,x"], "--seeds"),
         (["--seeds", "1,1"], "twice"),
+        (["--seeds", "0,,1"], "--seeds"),
         (["--seeds", "-3"], "--seeds"),
         (["--domains", "mujoco"], "--domains"),
         (["--data-root", "/nonexistent/data"], "--data-root"),

@@ -160,11 +160,15 @@ PROFILES = {
 
 
 def variants(profile: OmniglotProfile) -> list[tuple[str, dict[str, Any]]]:
-    """One run per ways/shots combination, in ``<W>way-<K>shot``."""
+    """One run per ways/shots combination, in ``<W>way-<K>shot``; a value given twice is
+    refused (it would run once, and make the definition differ from the same run without it)."""
+    for flag, values in (("--ways", profile.ways), ("--shots", profile.shots)):
+        if len(set(values)) != len(values):
+            raise ValueError(f"{flag} {','.join(map(str, values))} names a value twice")
     return [
         (f"{ways}way-{shots}shot", {"ways": ways, "shots": shots})
-        for ways in dict.fromkeys(profile.ways)
-        for shots in dict.fromkeys(profile.shots)
+        for ways in profile.ways
+        for shots in profile.shots
     ]
 
 

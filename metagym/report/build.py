@@ -45,8 +45,11 @@ DEFINITION_FILE = "report.json"
 
 def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` -> ``[0, 1, 2]``; a ValueError naming ``--seeds`` for anything else."""
+    parts = [part.strip() for part in text.split(",")]
     try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
+        if any(parts) and not all(parts):  # "0,,1": an empty entry is a typo, not a seed
+            raise ValueError
+        seeds = [int(part) for part in parts if part]
     except ValueError:
         raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
     if not seeds:
