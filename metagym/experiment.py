@@ -372,6 +372,9 @@ def merge(
         "memory": {name: records[name].get("memory") for name in order},
         "jobs": jobs,
         "threads": threads,
+        # where the data was read (not part of the definition: another machine has it
+        # elsewhere); metagym evaluate reads it from here when not given --data-root
+        "data_root": None if context.data_root is None else str(Path(context.data_root).resolve()),
     }
     title = context.domain.results_title(context)
     results = write_report(out_dir, rows, config=config, seed=context.seed, title=title)

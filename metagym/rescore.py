@@ -175,8 +175,12 @@ def plan(folder: Path, options: RescoreOptions) -> Plan:
         )
     if not names:
         raise ValueError(f"{folder} has no finished learner to score")
-    common = dict(seed=definition["seed"], device=options.device, data_root=options.data_root)
     results = read_json(folder / "results.json")
+    recorded = results.get("config", {}).get("data_root")
+    data_root = options.data_root
+    if data_root is None and isinstance(recorded, str) and Path(recorded).is_dir():
+        data_root = recorded  # the run's own, where it still exists
+    common = dict(seed=definition["seed"], device=options.device, data_root=data_root)
     # the run's own learners define how it scored (RL: whole trials when a bandit learner ran)
     run_learners = tuple(results.get("config", {}).get("families") or finished)
     context = Context(domain, profile, definition["variant"], run_learners, **common)

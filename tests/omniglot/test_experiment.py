@@ -79,3 +79,20 @@ def test_script_refuses_bad_arguments(omniglot_root, tmp_path, args, message):
     done = _run(*args, "--out", str(tmp_path / "out"), root=omniglot_root, timeout=60)
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_evaluate_reads_the_data_where_the_run_did(omniglot_root, tmp_path, monkeypatch, capsys):
+    from metagym.cli import main
+
+    monkeypatch.delenv("METAGYM_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no cached copy to fall back on
+    out = tmp_path / "run"
+    args = ["run", "omniglot", "--profile", "tiny", "--learners", "protonet", "--jobs", "1"]
+    assert main([*args, "--data-root", str(omniglot_root), "--out", str(out), "--no-progress"]) == 0
+    folder = out / "5way-1shot"
+    recorded = json.loads((folder / "results.json").read_text())["config"]["data_root"]
+    assert recorded == str(Path(omniglot_root).resolve())
+    assert (
+        main(["evaluate", str(out), "--eval-tasks", "6", "--splits", "test", "--no-progress"]) == 0
+    )
+    assert "of the 4 the run had, 4 identical" in capsys.readouterr().out
