@@ -362,6 +362,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
                     if check["identical"] < check["checked"]
                     else ""
                 )
+                + ("; the run was scored by other metagym code" if check.get("other_code") else "")
             )
         if not args.checkpoints:
             print(f"table: {Path(folder) / 'results.md'}")

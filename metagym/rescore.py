@@ -43,6 +43,7 @@ from metagym.evaluate import summary_rows, task_records
 from metagym.experiment import definition_defaults, merge, run_definition
 from metagym.learners.base import Learner
 from metagym.metrics_log import read_metrics
+from metagym.provenance import code_fingerprint
 from metagym.results import read_json, write_json_atomic
 from metagym.run_folder import RUN_FILE, FolderLock, differences
 from metagym.scores import (
@@ -304,6 +305,8 @@ def rescore_learner(
     final = [r for r in merged if r["iteration"] is None]
     record["rows"] = [{**row, **extra_fields} for row in summary_rows(learner, distribution, final)]
     check["seconds"] = round(time.perf_counter() - start, 1)
+    # other code may score differently: the identical count above says whether it did
+    check["other_code"] = record.get("code") not in (None, code_fingerprint())
     record.setdefault("rescored", []).append(
         {
             "splits": p.splits,

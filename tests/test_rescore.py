@@ -164,3 +164,13 @@ def test_a_learner_left_from_a_run_of_other_settings_is_refused(run_dir, capsys)
     assert main(["evaluate", str(run_dir), "--eval-tasks", "12", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "not this run's learner" in err and "seed: 7 -> 0" in err
+
+
+def test_a_run_scored_by_other_code_is_said_so(run_dir, capsys):
+    record = read_json(run_dir / "runs" / "oracle" / "rows.json")
+    write_json_atomic(
+        {**record, "code": "0123456789abcdef"}, run_dir / "runs" / "oracle" / "rows.json"
+    )
+    assert main(["evaluate", str(run_dir), "--learners", "oracle", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "identical; the run was scored by other metagym code" in out
