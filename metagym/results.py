@@ -120,7 +120,10 @@ def read_results(path: str | Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise ValueError(f"{path} is not a metagym results file (no list of 'rows')")
-    check_rows(data["rows"])
+    try:
+        check_rows(data["rows"])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return data
 
 
