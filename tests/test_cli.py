@@ -222,3 +222,18 @@ def test_resume_checks_every_checkpoint_before_training_anything(tmp_path, capsy
     _one_line_error(capsys, "blackbox", "checkpoint.pt is damaged")
     assert not (out / "runs" / "maml" / "rows.json").exists()  # maml was not run again first
     assert (out / "runs" / "maml" / "metrics.csv").read_bytes() == before
+
+
+def test_reptile_minibatches_beyond_a_tasks_examples_and_beside_on_a_non_rl_run(tmp_path, capsys):
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
+    if not data.is_dir():
+        pytest.skip("no Omniglot data")
+    args = ["run", "omniglot", "--profile", "tiny", "--learners", "reptile", "--no-progress"]
+    args += ["--data-root", str(data), "--out", str(tmp_path / "o"), "--reptile-train-batches"]
+    assert main([*args, "1000"]) == 2
+    _one_line_error(capsys, "--reptile-train-batches 1000 is more than the")
+    assert not (tmp_path / "o" / "5way-1shot" / "runs").exists()  # refused before training
+    assert _tiny(tmp_path / "s", "--learners", "oracle") == 0
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "s"), "--beside", str(tmp_path / "s")]) == 2
+    _one_line_error(capsys, "is not an RL run")
