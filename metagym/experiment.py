@@ -262,18 +262,15 @@ def _finished(run_dir: Path, context: Context) -> dict[str, Any] | None:
             f"{path} is damaged (no definition or rows); delete {run_dir} to run that learner again"
         )
     changed = differences(
-        record.get("definition", {}), run_definition(context), defaults=definition_defaults(context)
+        record["definition"], run_definition(context), defaults=definition_defaults(context)
     )
     if changed:
         raise ValueError(
             f"--resume: {run_dir.name} in {run_dir.parent.parent} was run with other settings "
             f"({'; '.join(changed[:6])}); use another --out, or --overwrite"
         )
-    saved = run_dir / "learner.pt"
-    if record.get("iterations"):
-        if not saved.is_file():
-            return None  # trained but not saved: rerun it (its last checkpoint is the end)
-        load_checkpoint(saved)  # verified: a damaged file is one clear line, not a later surprise
+    if record.get("iterations") and not (run_dir / "learner.pt").is_file():
+        return None  # trained but not saved: rerun it (its last checkpoint is the end)
     return record
 
 
@@ -462,8 +459,9 @@ def check_resumable(out_dir: Path, context: Context, names: Sequence[str]) -> No
     for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
         if run_dir.name not in context.domain.recipes:
             continue
-        if (run_dir / "rows.json").is_file():
-            _finished(run_dir, context)
+        if (run_dir / "rows.json").is_file() and _finished(run_dir, context) is not None:
+            if (run_dir / "learner.pt").is_file():
+                load_checkpoint(run_dir / "learner.pt")  # verified once, here
         elif run_dir.name in names and (run_dir / "checkpoint.pt").is_file():
             load_checkpoint(run_dir / "checkpoint.pt")
 

@@ -20,7 +20,8 @@ its largest step count, or its stepless row). The best learner is the one with t
 diverged learner is never best, and a cell where every learner diverged has them all as
 ``diverged`` rows with no best. Seeds (one seed: tasks) pair on the tasks both learners were
 scored on; across seeds the interval is never narrower than the seeds' own tasks give (two
-seeds that agree by chance would otherwise give a zero-width interval). A folder without ``results.json`` or without any scores file gives ``[]``.
+seeds that agree by chance would otherwise give a zero-width interval). A folder without
+``results.json`` or without any scores file gives ``[]``.
 """
 
 from __future__ import annotations

@@ -149,7 +149,6 @@ class Plan:
     learners: list[str]
     splits: list[str]
     eval_tasks: int
-    threads: int | None = None  # torch threads asked for (None: each learner's own)
 
 
 def plan(folder: Path, options: RescoreOptions) -> Plan:
@@ -191,9 +190,9 @@ def plan(folder: Path, options: RescoreOptions) -> Plan:
             f"{folder} was scored with {definition['derived']}, its learners now give {derived}: "
             "it cannot be re-scored as it ran; run it again"
         )
+    defaults = definition_defaults(context)
     for name in names:  # a learner left from a run of other settings is not this run's
         own = read_json(folder / "runs" / name / "rows.json").get("definition")
-        defaults = definition_defaults(context)
         changed = differences(own, definition, defaults=defaults) if own is not None else []
         if changed:
             raise ValueError(
@@ -281,21 +280,21 @@ def _loaded(p: Plan, name: str) -> tuple[Learner, list[dict[str, Any]], dict[str
     return load_learner(p.context, name, run_dir), old, record
 
 
-def _set_threads(p: Plan, record: dict[str, Any]) -> None:
+def _set_threads(options: RescoreOptions, record: dict[str, Any]) -> None:
     """The learner's own threads (``rows.json``), unless threads were asked for."""
     threads = record.get("threads")
-    if p.threads is None and isinstance(threads, int) and threads > 0:
+    if options.threads is None and isinstance(threads, int) and threads > 0:
         torch.set_num_threads(threads)
 
 
 def rescore_learner(
-    p: Plan, name: str, options: RescoreOptions, loaded: tuple | None = None
+    p: Plan, name: str, options: RescoreOptions, loaded: tuple
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Score ``name`` again: its merged per-task records, its new ``rows.json`` record and the
     comparison of the records the run already had (nothing written: :func:`rescore` writes).
-    ``loaded``: what :func:`_loaded` read (None: read it now)."""
-    learner, old, record = loaded or _loaded(p, name)
-    _set_threads(p, record)
+    ``loaded``: what :func:`_loaded` read."""
+    learner, old, record = loaded
+    _set_threads(options, record)
     start = time.perf_counter()
     new = _score(p, name, learner, options)
     merged, check = merge_scores(old, new)
@@ -413,7 +412,7 @@ def rescore(run: str | Path, options: RescoreOptions) -> dict[str, Any]:
         folders = variant_folders(Path(run))
         for folder in folders:  # locked before read: a run writing the folder is refused
             stack.enter_context(FolderLock(folder))
-        plans = [dataclasses.replace(plan(f, options), threads=options.threads) for f in folders]
+        plans = [plan(folder, options) for folder in folders]
         for p in plans:
             stack.callback(p.scoring.close)
             stack.callback(p.context.close)
